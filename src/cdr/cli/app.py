@@ -1,0 +1,46 @@
+"""The ``cdr`` application: registers the command modules on one typer app."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cdr import __version__
+from cdr.cli import common
+from cdr.cli.components import components
+from cdr.cli.compose import compose
+from cdr.cli.config import config_app
+
+app = typer.Typer(
+    name="cdr",
+    help="Compose, train, evaluate and serve cross-domain recommenders for cold-start users.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        common.console.print(f"cdr {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks of user errors.")] = False,
+) -> None:
+    common.state.debug = debug
+
+
+app.command()(compose)
+app.command()(components)
+app.add_typer(config_app, name="config")
+
+
+def main() -> None:
+    app()

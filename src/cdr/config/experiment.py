@@ -1,0 +1,97 @@
+"""The experiment config: one frozen attrs class per concern, nested.
+
+Component sections (dataset, encoders, generator, backbone, aligner, scorer) are typed by
+their group's base class; the concrete class is chosen by ``kind`` through the registry,
+so plugin configs take part in loading and validation like built-ins.
+"""
+
+from __future__ import annotations
+
+import attrs
+
+from cdr.components import (
+    AlignerConfig,
+    BackboneConfig,
+    DatasetConfig,
+    EncoderConfig,
+    GeneratorConfig,
+    ScorerConfig,
+)
+from cdr.config.validators import in_range, non_negative, one_of, positive
+
+SPLIT_KINDS = ("cold-start", "inductive")
+
+
+@attrs.frozen
+class SplitConfig:
+    """How users/items are held out.
+
+    cold-start (MuSiC/PTUPCDR): ``beta`` of the overlapping users become test cold-start
+    users, ``val_fraction`` of the remaining overlapping users validate, side users train
+    stage 1; ``unseen_item_fraction`` > 0 also holds out target items (dual cold-start).
+    inductive (MICRec/INMO): ``unseen_user_fraction`` / ``unseen_item_fraction`` of users and
+    items are unseen in training; the other users' interactions split by ``ratios``.
+    """
+
+    kind: str = attrs.field(default="cold-start", validator=one_of(SPLIT_KINDS))
+    beta: float = attrs.field(
+        default=0.2, validator=in_range(0.0, 1.0, low_open=True, high_open=True)
+    )
+    val_fraction: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0, high_open=True))
+    unseen_user_fraction: float = attrs.field(
+        default=0.2, validator=in_range(0.0, 1.0, high_open=True)
+    )
+    unseen_item_fraction: float = attrs.field(
+        default=0.0, validator=in_range(0.0, 1.0, high_open=True)
+    )
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = attrs.field(default=0, validator=non_negative)
+
+
+@attrs.frozen
+class EncodersConfig:
+    """Item-content and user-content encoders (MuSiC: MLLM items, LLM users)."""
+
+    item: EncoderConfig
+    user: EncoderConfig
+
+
+@attrs.frozen
+class TrainerConfig:
+    """Optimisation shared by all pipelines; per-model knobs live in component configs."""
+
+    epochs: int = attrs.field(default=50, validator=positive)
+    batch_size: int = attrs.field(default=256, validator=positive)
+    lr: float = attrs.field(default=1e-3, validator=positive)
+    weight_decay: float = attrs.field(default=0.0, validator=non_negative)
+    patience: int = attrs.field(default=5, validator=non_negative)
+    eval_every: int = attrs.field(default=1, validator=positive)
+    dim: int = attrs.field(default=32, validator=positive)
+
+
+@attrs.frozen
+class EvaluationConfig:
+    """Cut-offs for ranking metrics."""
+
+    k: int = attrs.field(default=20, validator=positive)
+    ks: tuple[int, ...] = (5, 10, 20, 50, 100)
+    batch_size: int = attrs.field(default=1024, validator=positive)
+
+
+@attrs.frozen
+class ExperimentConfig:
+    """Everything that defines one run; saved resolved as ``config.toml`` in the run dir."""
+
+    dataset: DatasetConfig
+    encoders: EncodersConfig
+    generator: GeneratorConfig
+    backbone: BackboneConfig
+    aligner: AlignerConfig
+    scorer: ScorerConfig
+    split: SplitConfig = SplitConfig()
+    trainer: TrainerConfig = TrainerConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    name: str = "experiment"
+    seed: int = attrs.field(default=0, validator=non_negative)
+    device: str = "auto"
+    output_dir: str = "runs"

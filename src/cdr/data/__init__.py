@@ -1,0 +1,1 @@
+"""Cross-domain datasets: records, providers, filters and splits."""

@@ -1,0 +1,1 @@
+"""Encoders (see cdr.interfaces); each module registers one component."""

@@ -1,0 +1,1 @@
+"""Generators (see cdr.interfaces); each module registers one component."""

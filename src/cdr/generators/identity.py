@@ -1,0 +1,42 @@
+"""``identity``: the auxiliary vector is used as the target vector (MuSiC's "w/o diffusion").
+
+Needs no training; its loss is a constant zero so pipelines can treat it like any generator.
+"""
+
+from __future__ import annotations
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from cdr.components import BuildContext, Component, GeneratorConfig
+from cdr.errors import CompositionError
+
+
+@attrs.frozen
+class IdentityConfig(GeneratorConfig):
+    kind: str = "identity"
+
+
+class IdentityGenerator(nn.Module):
+    """target = condition. Requires equal auxiliary and target widths."""
+
+    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+        return torch.zeros((), device=target.device)
+
+    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+        return condition
+
+
+def _build(config: IdentityConfig, ctx: BuildContext) -> IdentityGenerator:
+    if ctx.in_dim != ctx.dim:
+        raise CompositionError(
+            "identity generator needs equal auxiliary and target widths, "
+            f"got {ctx.in_dim} != {ctx.dim}"
+        )
+    return IdentityGenerator()
+
+
+component = Component(
+    "identity", "generators", IdentityConfig, _build, "auxiliary vector as target (no diffusion)"
+)

@@ -1,0 +1,1 @@
+"""Scorers (see cdr.interfaces); each module registers one component."""
