@@ -1,0 +1,1 @@
+"""Training + evaluation pipelines: cold-start (MuSiC protocol) and inductive (MICRec protocol)."""
