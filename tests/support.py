@@ -91,3 +91,18 @@ def registry_with_fakes() -> Registry:
         EntryPoint("constant", "support:constant_component", "cdr.encoders"),
     ]
     return Registry([*installed, *fakes])
+
+
+CALLS: list[str] = []
+
+
+def fake_pipeline(
+    cfg: Any, registry: Registry, run_dir: Any, reporter: Any = None
+) -> dict[str, float]:
+    """A pipeline stand-in: metrics derived from the config, so tests can check plumbing."""
+    import json
+
+    CALLS.append(str(run_dir))
+    metrics = {"ndcg@20": 0.1 + cfg.seed / 100, "steps": float(getattr(cfg.generator, "steps", 0))}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    return metrics

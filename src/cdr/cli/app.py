@@ -11,6 +11,7 @@ from cdr.cli import common
 from cdr.cli.components import components
 from cdr.cli.compose import compose
 from cdr.cli.config import config_app
+from cdr.cli.run import run, sweep
 
 app = typer.Typer(
     name="cdr",
@@ -39,6 +40,8 @@ def _root(
 
 app.command()(compose)
 app.command()(components)
+app.command()(run)
+app.command()(sweep)
 app.add_typer(config_app, name="config")
 
 

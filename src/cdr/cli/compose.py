@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import attrs
 import typer
 from rich.tree import Tree
 
-from cdr.cli.common import ConfigOpt, SetOpt, console, user_errors
+from cdr.cli.common import ConfigOpt, SetOpt, console, reporter, user_errors
+from cdr.cli.run import metrics_table
+from cdr.composition import plan
 from cdr.config import ExperimentConfig, load_experiment
 from cdr.container import SLOTS
+from cdr.experiment import run_experiment
 from cdr.registry import Registry
 
 
@@ -50,6 +54,9 @@ def compose(
     dataset: Annotated[str | None, _choice("Dataset provider")] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,
+    out: Annotated[
+        Path | None, typer.Option(help="Run directory to create (default: output_dir/name-time).")
+    ] = None,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve and show the composition; train nothing.")
     ] = False,
@@ -71,11 +78,11 @@ def compose(
     cfg = load_experiment(
         config, registry, set_ or [], {k: v for k, v in chosen.items() if v is not None}
     )
+    kind = plan(cfg)  # refuse a combination that cannot work before showing or training it
     console.print(composition_tree(cfg, registry))
+    console.print(f"[dim]pipeline:[/] {kind}")
     if dry_run:
         return
-    from cdr.errors import CompositionError
-
-    raise CompositionError(
-        "training pipelines are not wired into `cdr compose` yet", hint="use --dry-run"
-    )
+    with reporter() as progress:
+        record = run_experiment(cfg, registry, reporter=progress, run_dir=out)
+    console.print(metrics_table(record))

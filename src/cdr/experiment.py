@@ -1,0 +1,120 @@
+"""Run one experiment: plan the composition, make a run directory, run its pipeline.
+
+A run directory is never overwritten: a new run gets a fresh directory; ``resume`` continues
+an unfinished one from its saved ``config.toml`` (pipelines pick up their checkpoints).
+``status.json`` says whether a run finished, so an interrupted run is recognisable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+
+from cdr.composition import PipelineKind, plan
+from cdr.config import ExperimentConfig, config_to_toml, structure_experiment
+from cdr.errors import RunError
+from cdr.progress import Reporter
+from cdr.registry import Registry
+from cdr.runs import CONFIG, METRICS, atomic_write_text, create_run_dir, read_json, write_json
+from cdr.seeding import seed_everything
+
+STATUS = "status.json"
+
+Pipeline = Callable[[ExperimentConfig, Registry, Path, Reporter | None], dict[str, float]]
+
+#: pipeline kind -> "module:function" (imported only when that pipeline runs)
+PIPELINES: dict[PipelineKind, str] = {
+    PipelineKind.COLD_START: "cdr.pipelines.coldstart:run_cold_start",
+    PipelineKind.INDUCTIVE: "cdr.pipelines.inductive:run_inductive",
+    PipelineKind.COMPOSED: "cdr.pipelines.composed:run_composed",
+}
+
+
+@attrs.frozen
+class RunRecord:
+    """A finished run: where it is, which pipeline ran, its flat test metrics."""
+
+    run_dir: Path
+    pipeline: PipelineKind
+    metrics: dict[str, float]
+
+
+def _pipeline(kind: PipelineKind) -> Pipeline:
+    module, _, name = PIPELINES[kind].partition(":")
+    return cast(Pipeline, getattr(importlib.import_module(module), name))
+
+
+def run_status(run_dir: Path) -> dict[str, Any]:
+    return read_json(run_dir / STATUS) if (run_dir / STATUS).exists() else {}
+
+
+def run_experiment(
+    cfg: ExperimentConfig,
+    registry: Registry,
+    *,
+    reporter: Reporter | None = None,
+    run_dir: Path | None = None,
+) -> RunRecord:
+    """Train and evaluate ``cfg`` in a new run directory (``run_dir`` must not exist yet)."""
+    kind = plan(cfg)
+    if run_dir is None:
+        run_dir = create_run_dir(Path(cfg.output_dir), cfg.name)
+    else:
+        try:
+            run_dir.mkdir(parents=True)
+        except FileExistsError as exc:
+            raise RunError(
+                f"{run_dir}: already exists; runs are never overwritten",
+                hint="use `cdr run --resume DIR` to continue it, or choose another --out",
+            ) from exc
+    atomic_write_text(run_dir / CONFIG, config_to_toml(cfg, registry))
+    return _execute(cfg, registry, kind, run_dir, reporter)
+
+
+def resume_experiment(
+    run_dir: Path, registry: Registry, *, reporter: Reporter | None = None
+) -> RunRecord:
+    """Continue an interrupted run from its ``config.toml``; a finished run is returned as is."""
+    path = run_dir / CONFIG
+    if not path.exists():
+        raise RunError(f"{path}: missing; not a cdr run directory")
+    cfg = structure_experiment(tomllib.loads(path.read_text()), registry)
+    kind = plan(cfg)
+    status = run_status(run_dir)
+    if status.get("state") == "done":
+        metrics = {k: float(v) for k, v in read_json(run_dir / METRICS).items() if _is_number(v)}
+        return RunRecord(run_dir, kind, metrics)
+    return _execute(cfg, registry, kind, run_dir, reporter)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _execute(
+    cfg: ExperimentConfig,
+    registry: Registry,
+    kind: PipelineKind,
+    run_dir: Path,
+    reporter: Reporter | None,
+) -> RunRecord:
+    started = time.time()
+    write_json(run_dir / STATUS, {"state": "running", "pipeline": str(kind), "started": started})
+    seed_everything(cfg.seed)
+    metrics = _pipeline(kind)(cfg, registry, run_dir, reporter)
+    write_json(
+        run_dir / STATUS,
+        {
+            "state": "done",
+            "pipeline": str(kind),
+            "started": started,
+            "seconds": round(time.time() - started, 3),
+        },
+    )
+    return RunRecord(run_dir, kind, metrics)
