@@ -12,6 +12,7 @@ from cdr.cli.components import components
 from cdr.cli.compose import compose
 from cdr.cli.config import config_app
 from cdr.cli.run import run, sweep
+from cdr.cli.serve import export, recommend
 
 app = typer.Typer(
     name="cdr",
@@ -42,6 +43,8 @@ app.command()(compose)
 app.command()(components)
 app.command()(run)
 app.command()(sweep)
+app.command()(export)
+app.command()(recommend)
 app.add_typer(config_app, name="config")
 
 

@@ -1,0 +1,1 @@
+"""Serving a trained model: self-contained bundles and batched top-K recommendation."""
