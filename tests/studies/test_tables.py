@@ -1,0 +1,46 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import support
+from support import registry_with_fakes
+
+from cdr import experiment
+from cdr.composition import PipelineKind
+from cdr.studies.tables import TableSpec, render_markdown, run_table, table_rows
+
+REGISTRY = registry_with_fakes()
+BASE = {
+    "dataset": {"kind": "tiny"},
+    "encoders": {"item": {"kind": "constant"}, "user": {"kind": "constant"}},
+    "generator": {"kind": "identity"},
+}
+
+
+@pytest.fixture(autouse=True)
+def fake_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
+    for kind in PipelineKind:
+        monkeypatch.setitem(experiment.PIPELINES, kind, "support:fake_pipeline")
+    support.CALLS.clear()
+
+
+def test_table_aggregates_seeds_and_marks_the_best(tmp_path: Path) -> None:
+    spec = TableSpec(
+        "t2",
+        "Table 2",
+        rows=(("A", ("trainer.lr=0.1",)), ("B", ("trainer.lr=0.2",))),
+        columns=(("beta=0.2", ("split.beta=0.2",)), ("beta=0.5", ("split.beta=0.5",))),
+        metrics=("ndcg@20",),
+    )
+    result = run_table(spec, BASE, [0, 2], REGISTRY, tmp_path)
+    assert len(support.CALLS) == 8
+    mean, std = result.mean_std("A", "beta=0.5", "ndcg@20")
+    assert mean == pytest.approx(0.11) and std == pytest.approx(0.01)  # seeds 0, 2 -> .10, .12
+    text = render_markdown(result, [0, 2])
+    assert "| method | beta=0.2 ndcg@20 | beta=0.5 ndcg@20 |" in text
+    assert "**0.1100 ± 0.0100**" in text
+    rows = table_rows(result)
+    assert len(rows) == 4 and rows[0]["n"] == 2
+    run_table(spec, BASE, [0, 2], REGISTRY, tmp_path)
+    assert len(support.CALLS) == 8  # resumed: nothing rerun
