@@ -1,0 +1,1 @@
+"""Evaluation protocols: full ranking, rating errors, inductive slices, significance, reports."""
