@@ -89,10 +89,13 @@ class DiffusionGenerator(nn.Module):
         self.denoiser = denoiser
         self.sampler: Sampler = sampler
         self.prediction: Prediction = prediction
-        self._denoise: Any = torch.compile(denoiser, dynamic=True) if compile else denoiser
+        # kept out of the module tree (object.__setattr__) so state_dict has no duplicate keys
+        compiled = torch.compile(denoiser, dynamic=True) if compile else denoiser
+        object.__setattr__(self, "_denoise", compiled)
 
     def denoise(self, x_t: Tensor, t: Tensor, condition: Tensor | None) -> Tensor:
-        out: Tensor = self._denoise(x_t, t, condition)
+        denoise: Any = self.__dict__["_denoise"]
+        out: Tensor = denoise(x_t, t, condition)
         return out
 
     def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
