@@ -39,29 +39,31 @@ def top_k_items(scores: Tensor, k: int) -> Tensor:
     """[B, min(k, num_items)] item indices of the top k of each row of ``scores`` [B, num_items].
 
     Ordered by rank: score descending, ties by lower item index (see the module docstring).
-    Uses ``torch.topk`` for the selection; only rows whose k-th score is tied with an item
-    outside the top k are resolved through a mask over the row, and the chosen k items are then
-    sorted (``[B, k]``, stable) so that equal scores keep ascending item order.
+    Uses ``torch.topk`` (k + 1 items) for the selection; only rows whose k-th and (k+1)-th
+    scores are equal (a tie straddles the cut) are resolved through a mask over the row, and the
+    chosen k items are then sorted (``[B, k]``, stable) so equal scores keep ascending item order.
     """
     if scores.dim() != 2:
         raise ValueError(f"scores must be [num_users, num_items], got {tuple(scores.shape)}")
     k = min(int(k), scores.shape[1])
     if k <= 0:
         return torch.empty(scores.shape[0], 0, dtype=torch.long, device=scores.device)
-    values, index = torch.topk(scores, k, dim=1, sorted=False)  # [B, k]
-    if bool(torch.isnan(values).any()):
+    # One extra item tells whether a tie straddles the cut (k-th score == (k+1)-th score).
+    extra = int(k < scores.shape[1])
+    values, index = torch.topk(scores, k + extra, dim=1, sorted=True)  # [B, k(+1)]
+    if bool(torch.isnan(values[:, 0]).any()):  # topk ranks NaN above everything
         raise ValueError("scores contain NaN")
-    threshold = values.amin(dim=1, keepdim=True)  # [B, 1] k-th largest score
-    chosen = index.sort(dim=1).values  # [B, k] ascending item index
-    ambiguous = (scores >= threshold).sum(dim=1) != k  # [B] a tie straddles the cut
-    if bool(ambiguous.any()):
-        rows = ambiguous.nonzero().flatten()
-        sub, cut = scores[rows], threshold[rows]  # [R, I], [R, 1]
-        above = sub > cut
-        tied = sub == cut
-        room = k - above.sum(dim=1, keepdim=True)  # [R, 1] tied items that still fit
-        mask = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= room))
-        chosen[rows] = mask.nonzero()[:, 1].view(-1, k)  # exactly k per row, ascending
+    chosen = index[:, :k].sort(dim=1).values  # [B, k] ascending item index
+    if extra:
+        ambiguous = values[:, k - 1] == values[:, k]  # [B]
+        if bool(ambiguous.any()):
+            rows = ambiguous.nonzero().flatten()
+            sub, cut = scores[rows], values[rows, k - 1 : k]  # [R, I], [R, 1]
+            above = sub > cut
+            tied = sub == cut
+            room = k - above.sum(dim=1, keepdim=True)  # [R, 1] tied items that still fit
+            mask = above | (tied & (tied.cumsum(dim=1, dtype=torch.int32) <= room))
+            chosen[rows] = mask.nonzero()[:, 1].view(-1, k)  # exactly k per row, ascending
     order = torch.sort(scores.gather(1, chosen), dim=1, descending=True, stable=True).indices
     return chosen.gather(1, order)
 
@@ -81,7 +83,7 @@ def metrics_from_top_k(
         )
     if not ks or min(ks) <= 0:
         raise ValueError(f"ks must be positive cut-offs, got {list(ks)}")
-    if bool((relevance < 0).any()):
+    if relevance.numel() and float(relevance.min()) < 0:
         raise ValueError("relevance must be >= 0 (0 = not relevant)")
     num_rows, num_items = scores.shape
     depth = top_items.shape[1]  # K
@@ -94,9 +96,9 @@ def metrics_from_top_k(
     discount = 1.0 / torch.log2(torch.arange(2, depth + 2, device=device, dtype=f64))  # [K]
     dcg = (gains * discount).cumsum(dim=1)  # [B, K]
     hits = (gains > 0).cumsum(dim=1).to(f64)  # [B, K]
-    ideal = torch.topk(relevance.to(f64), depth, dim=1).values  # [B, K] sorted descending
+    ideal = torch.topk(relevance, depth, dim=1).values.to(f64)  # [B, K] sorted descending
     idcg = (ideal * discount).cumsum(dim=1)  # [B, K]
-    num_relevant = (relevance > 0).sum(dim=1).to(f64)  # [B]
+    num_relevant = torch.sign(relevance).sum(dim=1).to(f64)  # [B] (relevance >= 0)
     skip = num_relevant == 0
     nan = torch.full((num_rows,), math.nan, dtype=f64, device=device)
     out: dict[str, Tensor] = {}
