@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from typer.testing import CliRunner
+
+from cdr.cli.app import app
+from cdr.evaluation.ranking import RankingResult
+from cdr.evaluation.results import flatten, write_results
+
+runner = CliRunner()
+WIDE = {"COLUMNS": "200"}
+
+
+def _write_run(path: Path, values: torch.Tensor) -> Path:
+    path.mkdir(parents=True)
+    users = torch.arange(values.shape[0])
+    per_user = {
+        "all-users/all-items": RankingResult(
+            users, {f"ndcg@{n}": values * n / 100 for n in range(5, 101, 5)}
+        ),
+        "tail_items": RankingResult(users[:5], {"ndcg@20": values[:5]}),
+    }
+    write_results(path, flatten(per_user), per_user)
+    return path
+
+
+def test_report_table_and_default_plot_next_to_runs(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(0)
+    a = _write_run(tmp_path / "runs" / "run-a", torch.rand(30, generator=gen, dtype=torch.float64))
+    b = _write_run(tmp_path / "runs" / "run-b", torch.rand(30, generator=gen, dtype=torch.float64))
+    result = runner.invoke(app, ["report", str(a), str(b), "-m", "*ndcg@20"], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "run-a" in result.stdout and "run-b" in result.stdout
+    assert "tail_items/ndcg@20" in result.stdout and "ndcg@5" not in result.stdout
+    assert (tmp_path / "runs" / "ndcg_curves.png").stat().st_size > 1000
+    out = tmp_path / "chosen.png"
+    result = runner.invoke(app, ["report", str(a), "--plot", str(out)], env=WIDE)
+    assert result.exit_code == 0 and out.exists()
+
+
+def test_compare_runs_paired_tests(tmp_path: Path) -> None:
+    gen = torch.Generator().manual_seed(1)
+    base = torch.rand(40, generator=gen, dtype=torch.float64)
+    a = _write_run(tmp_path / "a", base)
+    b = _write_run(tmp_path / "b", (base - 0.2).clamp_min(0))
+    for test in ("t", "wilcoxon"):
+        result = runner.invoke(app, ["compare", str(a), str(b), "--test", test], env=WIDE)
+        assert result.exit_code == 0, result.output
+        assert "all-users/all-items" in result.stdout and "40" in result.stdout
+    result = runner.invoke(app, ["compare", str(a), str(b), "--slice", "tail_items"], env=WIDE)
+    assert result.exit_code == 0 and " 5 " in result.stdout
+
+
+def test_compare_user_errors_are_one_line(tmp_path: Path) -> None:
+    a = _write_run(tmp_path / "a", torch.linspace(0, 1, 10, dtype=torch.float64))
+    result = runner.invoke(app, ["compare", str(a), str(a), "--slice", "nope"], env=WIDE)
+    assert result.exit_code == 1
+    assert "slice 'nope'" in result.stderr and "Traceback" not in result.output
+    result = runner.invoke(app, ["compare", str(a), str(tmp_path / "missing")], env=WIDE)
+    assert result.exit_code == 1 and "not a run directory" in result.stderr
+    result = runner.invoke(app, ["compare", str(a), str(a), "--test", "anova"], env=WIDE)
+    assert result.exit_code == 2
