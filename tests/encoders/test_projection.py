@@ -53,5 +53,5 @@ def test_paper_defaults() -> None:
     ],
 )
 def test_bad_arguments_name_their_field(kwargs: dict[str, object], field: str) -> None:
-    with pytest.raises(ValueError, match=f"^{field}:"):
+    with pytest.raises(ValueError, match=rf"^{field}:"):
         ProjectionHead(4, **kwargs)  # type: ignore[arg-type]

@@ -10,10 +10,11 @@ Composite encoders (fusion) compute and cache each part, then combine. Any other
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, cast, runtime_checkable
+from typing import Any, Protocol, cast
 
 import attrs
 import torch
@@ -32,7 +33,6 @@ DEFAULT_CACHE_ROOT = Path(".cache/features")
 DEFAULT_CHUNK_SIZE = 1024
 
 
-@runtime_checkable
 class CompositeEncoder(Protocol):
     """An encoder made of other encoders' features (e.g. fusion)."""
 
@@ -88,9 +88,17 @@ def build_encoder(
     component = registry.get("encoders", config.kind)
     ctx = BuildContext(device=device or torch.device("cpu"))
     encoder = component.build(config, ctx)
-    if not isinstance(encoder, Encoder):
+    # Static look-ups: isinstance(encoder, Encoder) would evaluate ``dim``, which loads weights.
+    if not (_has(encoder, "dim") and callable(_has(encoder, "encode"))):
         raise PluginError(f"encoder {config.kind!r} does not implement cdr.interfaces.Encoder")
-    return encoder
+    return cast(Encoder, encoder)
+
+
+def _has(obj: object, name: str) -> Any:
+    try:
+        return inspect.getattr_static(obj, name)
+    except AttributeError:
+        return None
 
 
 def compute_features(
@@ -134,9 +142,18 @@ def encode_features(
     report = reporter or null_reporter
     encoder = build_encoder(config, registry, device)
     start = time.perf_counter()
-    if isinstance(encoder, CompositeEncoder):
+    if _has(encoder, "parts") is not None and _has(encoder, "combine") is not None:
         return _encode_composite(
-            encoder, registry, domain, entity, cache_root, device, report, shard, chunk_size, start
+            cast(CompositeEncoder, encoder),
+            registry,
+            domain,
+            entity,
+            cache_root,
+            device,
+            report,
+            shard,
+            chunk_size,
+            start,
         )
     if isinstance(encoder, RowEncoder):
         return _encode_rows(
