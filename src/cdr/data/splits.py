@@ -217,7 +217,8 @@ def save_split(split: ColdStartSplit | InductiveSplit, path: Path) -> None:
     """Write ``split`` atomically as one safetensors file (deterministic bytes)."""
     kind, tensors = _flatten(split)
     data = {k: v.detach().cpu().contiguous().clone() for k, v in tensors.items()}
-    atomic_write_bytes(path, st_save(data, metadata={"format": SPLIT_FORMAT, "kind": kind}))
+    # one metadata key: safetensors writes metadata from a hash map (unordered)
+    atomic_write_bytes(path, st_save(data, metadata={"format": f"{SPLIT_FORMAT} {kind}"}))
 
 
 def load_split(path: Path) -> ColdStartSplit | InductiveSplit:
@@ -230,10 +231,11 @@ def load_split(path: Path) -> ColdStartSplit | InductiveSplit:
             tensors = {key: fh.get_tensor(key) for key in fh.keys()}  # noqa: SIM118
     except (SafetensorError, OSError, ValueError) as exc:
         raise DataError(f"{path}: not a split file ({exc})") from exc
-    if meta.get("format") != SPLIT_FORMAT:
+    fmt, _, kind = meta.get("format", "").partition(" ")
+    if fmt != SPLIT_FORMAT or kind not in ("cold-start", "inductive"):
         raise DataError(f"{path}: format {meta.get('format')!r}, expected {SPLIT_FORMAT!r}")
     try:
-        if meta.get("kind") == "cold-start":
+        if kind == "cold-start":
             return ColdStartSplit(**{f.name: tensors[f.name]
                                      for f in attrs.fields(ColdStartSplit)})
         parts = {}

@@ -1,0 +1,275 @@
+"""``amazon2018`` and ``amazon2023``: Amazon Reviews (McAuley lab) as two-category CDR sets.
+
+Each category is a reviews file and a metadata file, JSON lines, plain or gzipped:
+
+* 2018 (Ni et al., EMNLP 2019): ``<Category>.json[.gz]`` (or ``<Category>_5.json[.gz]``)
+  with ``reviewerID``, ``asin``, ``overall``, ``reviewText``, ``unixReviewTime`` and
+  ``meta_<Category>.json[.gz]`` with ``asin``, ``title``, ``description``, ``category``,
+  ``imageURLHighRes``.
+* 2023 (Hou et al., 2024): ``<Category>.jsonl[.gz]`` with ``user_id``, ``parent_asin``,
+  ``rating``, ``text``, ``timestamp`` (milliseconds) and ``meta_<Category>.jsonl[.gz]`` with
+  ``parent_asin``, ``title``, ``description``, ``categories``, ``images``.
+
+The two categories chosen in the config are the two domains. Images are never fetched:
+``image_dir`` may hold one file per item named by its id (``<id>.jpg|.jpeg|.png|.webp``); an
+item without a local file has no image (recorded as missing, not an error).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import numpy as np
+
+from cdr.components import BuildContext, Component, DatasetConfig
+from cdr.data.assemble import ItemMeta, RawDomain, assemble
+from cdr.data.filters import FilterConfig
+from cdr.data.records import CrossDomainDataset
+from cdr.errors import DataError, DatasetFormatError
+from cdr.progress import Reporter, null_reporter
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
+
+
+@attrs.frozen
+class FormatSpec:
+    """Field names of one Amazon release."""
+
+    version: str
+    user: str
+    item: str
+    rating: str
+    text: str
+    time: str
+    time_scale: int  # divide timestamps by this to get seconds
+    meta_item: str
+    categories: str
+    suffixes: tuple[str, ...]
+
+
+FORMATS = {
+    "2018": FormatSpec("2018", "reviewerID", "asin", "overall", "reviewText", "unixReviewTime",
+                       1, "asin", "category", (".json", ".json.gz", "_5.json", "_5.json.gz",
+                                               ".jsonl", ".jsonl.gz")),
+    "2023": FormatSpec("2023", "user_id", "parent_asin", "rating", "text", "timestamp", 1000,
+                       "parent_asin", "categories", (".jsonl", ".jsonl.gz", ".json",
+                                                     ".json.gz")),
+}
+
+
+def open_text(path: Path) -> io.TextIOBase:
+    """Open plain or gzipped text (detected by the gzip magic bytes, not the name)."""
+    try:
+        with path.open("rb") as fh:
+            magic = fh.read(2)
+    except FileNotFoundError as exc:
+        raise DataError(f"{path}: no such file") from exc
+    if magic == b"\x1f\x8b":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")  # type: ignore[return-value]
+    return path.open("r", encoding="utf-8")  # type: ignore[return-value]
+
+
+def json_lines(path: Path, skip_malformed: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) per non-empty line; DatasetFormatError on a malformed line."""
+    with open_text(path) as fh:
+        try:
+            for number, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    if skip_malformed:
+                        continue
+                    raise DatasetFormatError(
+                        f"{path}:{number}: malformed JSON ({exc.msg})") from None
+                if not isinstance(obj, dict):
+                    if skip_malformed:
+                        continue
+                    raise DatasetFormatError(f"{path}:{number}: expected a JSON object")
+                yield number, obj
+        except (OSError, EOFError, UnicodeDecodeError) as exc:
+            raise DatasetFormatError(f"{path}: unreadable ({exc})") from exc
+
+
+def _field(obj: dict[str, Any], name: str, path: Path, line: int, kind: type | tuple[type, ...],
+           required: bool = True) -> Any:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise DatasetFormatError(f"{path}:{line}: missing field {name!r}")
+        return None
+    value = obj[name]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        kinds = (kind,) if isinstance(kind, type) else kind
+        expected = " or ".join(k.__name__ for k in kinds)
+        raise DatasetFormatError(
+            f"{path}:{line}: field {name!r} has type {type(value).__name__}, expected {expected}"
+        )
+    return value
+
+
+def _as_text(value: Any) -> str:
+    """Metadata text: a string, or a list of strings joined (2018/2023 descriptions)."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(str(v) for v in value if v).strip()
+    return str(value).strip()
+
+
+def _categories(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        flat: list[str] = []
+        for v in value:  # some 2018 dumps nest category paths
+            flat.extend(str(x) for x in v) if isinstance(v, list) else flat.append(str(v))
+        return tuple(c for c in flat if c)
+    return (str(value),) if value else ()
+
+
+def read_reviews(path: Path, spec: FormatSpec, name: str, skip_malformed: bool = False,
+                 reporter: Reporter = null_reporter) -> RawDomain:
+    """Parse a reviews file into a ``RawDomain`` (no item content yet)."""
+    users: list[str] = []
+    items: list[str] = []
+    ratings: list[float] = []
+    stamps: list[int] = []
+    texts: list[str] = []
+    for line, obj in json_lines(path, skip_malformed):
+        try:
+            user = _field(obj, spec.user, path, line, str)
+            item = _field(obj, spec.item, path, line, str)
+            rating = float(_field(obj, spec.rating, path, line, (int, float)))
+            stamp = _field(obj, spec.time, path, line, (int, float), required=False)
+            text = _field(obj, spec.text, path, line, str, required=False)
+        except DatasetFormatError:
+            if skip_malformed:
+                continue
+            raise
+        if not user or not item:
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(f"{path}:{line}: empty {spec.user!r} or {spec.item!r}")
+        users.append(user)
+        items.append(item)
+        ratings.append(rating)
+        stamps.append(int(stamp) // spec.time_scale if stamp is not None else 0)
+        texts.append(text or "")
+    reporter(f"read {name} reviews", advance=len(users))
+    return RawDomain(name, users, items, np.asarray(ratings, dtype=np.float32),
+                     np.asarray(stamps, dtype=np.int64), texts, {})
+
+
+def read_metadata(path: Path, spec: FormatSpec, wanted: set[str],
+                  image_of: Callable[[str], str | None],
+                  skip_malformed: bool = False) -> dict[str, ItemMeta]:
+    """Content of the items in ``wanted`` (others are skipped without validation)."""
+    out: dict[str, ItemMeta] = {}
+    for line, obj in json_lines(path, skip_malformed):
+        item = obj.get(spec.meta_item)
+        if not isinstance(item, str):
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(f"{path}:{line}: missing field {spec.meta_item!r}")
+        if item not in wanted:
+            continue
+        out[item] = ItemMeta(
+            title=_as_text(obj.get("title")),
+            description=_as_text(obj.get("description")),
+            categories=_categories(obj.get(spec.categories)),
+            image=image_of(item),
+        )
+    return out
+
+
+def find_category_file(directory: Path, stem: str, spec: FormatSpec) -> Path:
+    tried = [directory / f"{stem}{suffix}" for suffix in spec.suffixes]
+    for path in tried:
+        if path.is_file():
+            return path
+    names = ", ".join(p.name for p in tried)
+    raise DataError(f"{directory}: no {spec.version} file for {stem!r} (tried {names})")
+
+
+def _image_finder(image_dir: Path | None) -> Callable[[str], str | None]:
+    if image_dir is None:
+        return lambda item: None
+    if not image_dir.is_dir():
+        raise DataError(f"dataset.image_dir: {image_dir} is not a directory")
+    present: dict[str, str] = {}
+    for file in sorted(image_dir.iterdir()):
+        if file.suffix.lower() in IMAGE_SUFFIXES and file.stem not in present:
+            present[file.stem] = file.name
+    return present.get
+
+
+@attrs.frozen
+class AmazonConfig(DatasetConfig):
+    """Two Amazon categories under ``directory`` (file names as released)."""
+
+    kind: str = "amazon2018"
+    directory: str = ""
+    source: str = "Movies_and_TV"
+    target: str = "CDs_and_Vinyl"
+    image_dir: str | None = None
+    skip_malformed: bool = False
+    filters: FilterConfig = attrs.field(factory=FilterConfig)
+
+
+@attrs.frozen
+class Amazon2023Config(AmazonConfig):
+    kind: str = "amazon2023"
+
+
+class AmazonProvider:
+    def __init__(self, config: AmazonConfig, spec: FormatSpec) -> None:
+        self.config = config
+        self.spec = spec
+        self.source = f"Amazon Reviews {spec.version} in {config.directory}"
+
+    def _domain(self, category: str, image_of: Callable[[str], str | None], root: Path | None,
+                reporter: Reporter) -> RawDomain:
+        directory = Path(self.config.directory)
+        reviews = read_reviews(find_category_file(directory, category, self.spec), self.spec,
+                               category, self.config.skip_malformed, reporter)
+        meta_file = find_category_file(directory, f"meta_{category}", self.spec)
+        items = read_metadata(meta_file, self.spec, set(reviews.item_ids), image_of,
+                              self.config.skip_malformed)
+        return attrs.evolve(reviews, items=items, root=root)
+
+    def load(self, reporter: Reporter | None = None) -> CrossDomainDataset:
+        cfg = self.config
+        if not cfg.directory:
+            raise DataError("dataset.directory: directory of the Amazon files is required")
+        if cfg.source == cfg.target:
+            raise DataError(f"dataset.target: same category as dataset.source ({cfg.source!r})")
+        image_dir = Path(cfg.image_dir).resolve() if cfg.image_dir else None
+        image_of = _image_finder(image_dir)
+        report = reporter or null_reporter
+        source = self._domain(cfg.source, image_of, image_dir, report)
+        target = self._domain(cfg.target, image_of, image_dir, report)
+        return assemble(f"amazon{self.spec.version}-{cfg.source}-{cfg.target}", source, target)
+
+
+def _build_2018(config: AmazonConfig, ctx: BuildContext) -> AmazonProvider:
+    return AmazonProvider(config, FORMATS["2018"])
+
+
+def _build_2023(config: AmazonConfig, ctx: BuildContext) -> AmazonProvider:
+    return AmazonProvider(config, FORMATS["2023"])
+
+
+component = Component(
+    "amazon2018", "datasets", AmazonConfig, _build_2018,
+    "Amazon Reviews 2018: two categories as domains (reviews + metadata, local images)",
+)
+
+component_2023 = Component(
+    "amazon2023", "datasets", Amazon2023Config, _build_2023,
+    "Amazon Reviews 2023: two categories as domains (reviews + metadata, local images)",
+)
