@@ -1,0 +1,426 @@
+"""The inductive pipeline (MICRec / INMO protocol): one graph backbone per domain, trained
+jointly with BPR + the backbone's own loss (INMO's SE) + an optional cross-domain aligner.
+
+MICRec section 4.3: ``L = (L_BPR^A + L_BPR^B) + beta (L_SE^A + L_SE^B) + gamma L_CL``; beta
+lives in the backbone config (``se_weight``), gamma in the aligner's (``weight``); the
+``lambda ||Theta||^2`` term is Adam's ``trainer.weight_decay``. Each step samples
+``trainer.batch_size`` BPR triples per domain and ``aligner.batch_users`` overlapping users
+(users with training edges in both domains), with full propagation of both graphs.
+Early stopping on the mean validation NDCG@k of the two domains (training graph only); the
+test set is scored once, on the training + new edges (E_new), per inductive slice.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, cast
+
+import attrs
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cdr.backbones.aggregation import ModalityFeatures
+from cdr.components import BuildContext, EncoderConfig
+from cdr.config.experiment import ExperimentConfig
+from cdr.container import build_container
+from cdr.data.records import CrossDomainDataset, Domain, Interactions
+from cdr.data.splits import DomainInductiveSplit, inductive_split
+from cdr.data.store import load_dataset
+from cdr.device import resolve_device
+from cdr.errors import CompositionError
+from cdr.interfaces import Aligner, Graph, GraphBackbone, Scorer
+from cdr.pipelines.inductive_sampling import BPRSampler
+from cdr.progress import Reporter, null_reporter
+from cdr.registry import Registry
+from cdr.runs import CHECKPOINTS, load_checkpoint, save_checkpoint, write_json
+from cdr.seeding import derive_seed, seed_everything
+from cdr.training.early_stopping import EarlyStopping
+
+DOMAINS = ("source", "target")
+LAST = "last.pt"
+BEST = "best.pt"
+
+
+@attrs.frozen(eq=False)
+class DomainData:
+    """One domain's graphs: ``train`` (E_tr) for training/validation, ``full`` (E_tr + E_new)
+    for the test."""
+
+    domain: Domain
+    split: DomainInductiveSplit
+    train: Graph
+    full: Graph
+
+
+def domain_data(dataset: CrossDomainDataset, name: str, split: DomainInductiveSplit) -> DomainData:
+    domain: Domain = getattr(dataset, name)
+    full = Interactions.concat([split.train, split.new])
+    return DomainData(
+        domain,
+        split,
+        Graph(split.train.edge_index, dataset.num_users, domain.num_items),
+        Graph(full.edge_index, dataset.num_users, domain.num_items),
+    )
+
+
+def bpr_loss(users: Tensor, pos: Tensor, neg: Tensor) -> Tensor:
+    """``-mean ln sigma(s(u, i) - s(u, i'))`` for representations [B, D] (BPR, eq. 5)."""
+    return -F.logsigmoid((users * pos).sum(1) - (users * neg).sum(1)).mean()
+
+
+def overlapping_train_users(data: dict[str, DomainData], num_users: int) -> Tensor:
+    """[n] users with training edges in both domains (the aligner's anchors)."""
+    both = torch.ones(num_users, dtype=torch.bool)
+    for d in data.values():
+        seen = torch.zeros(num_users, dtype=torch.bool)
+        seen[d.split.train.user] = True
+        both &= seen
+    return torch.nonzero(both).flatten()
+
+
+def _has_images(domain: Domain) -> bool:
+    return any(path is not None for path in domain.items.image)
+
+
+def item_modalities(
+    backbone_cfg: Any,
+    registry: Registry,
+    data: DomainData,
+    device: torch.device,
+    reporter: Reporter,
+    notes: list[str],
+) -> ModalityFeatures:
+    """Text / image item features for the modality aggregation (MICRec section 4.2).
+
+    The encoders named by the backbone config (``text_encoder`` / ``image_encoder``) run on
+    the domain restricted to its training edges. A domain without item images uses text only
+    (w = 1), and says so in ``notes``.
+    """
+    from cdr.encoders.features import compute_features
+
+    visible = attrs.evolve(data.domain, interactions=data.split.train, reviews=None)
+
+    def encode(name: str) -> Tensor:
+        config = cast(EncoderConfig, registry.get("encoders", name).config_cls())
+        return compute_features(config, registry, visible, "item", device=device, reporter=reporter)
+
+    text = encode(backbone_cfg.text_encoder) if backbone_cfg.text else None
+    image = None
+    if backbone_cfg.image:
+        if _has_images(data.domain):
+            image = encode(backbone_cfg.image_encoder)
+        else:
+            notes.append(f"{data.domain.name}: no item images; modality aggregation uses text only")
+    return ModalityFeatures(text, image)
+
+
+class InductiveModel(nn.Module):
+    """The trainable parts: a backbone per domain and the aligner (if any)."""
+
+    def __init__(self, backbones: dict[str, GraphBackbone], aligner: Aligner | None) -> None:
+        super().__init__()
+        self.backbones = nn.ModuleDict(cast(dict[str, nn.Module], backbones))
+        if isinstance(aligner, nn.Module):
+            self.aligner: nn.Module | None = aligner
+        else:  # a parameter-free aligner (or none): kept outside the module tree
+            self.aligner = None
+            self.__dict__["_plain_aligner"] = aligner
+
+    @property
+    def aligner_fn(self) -> Aligner | None:
+        if self.aligner is not None:
+            return cast(Aligner, self.aligner)
+        return cast("Aligner | None", self.__dict__.get("_plain_aligner"))
+
+    def backbone(self, name: str) -> GraphBackbone:
+        return cast(GraphBackbone, self.backbones[name])
+
+    def set_epoch(self, epoch: int) -> None:
+        for module in self.backbones.values():
+            set_epoch = getattr(module, "set_epoch", None)
+            if callable(set_epoch):
+                set_epoch(epoch)
+
+    def represent(self, graphs: dict[str, Graph]) -> dict[str, tuple[Tensor, Tensor]]:
+        return {name: self.backbone(name).represent(g) for name, g in graphs.items()}
+
+
+def training_loss(
+    model: InductiveModel,
+    data: dict[str, DomainData],
+    batches: dict[str, tuple[Tensor, Tensor, Tensor]],
+    anchors: Tensor | None,
+) -> tuple[Tensor, dict[str, float]]:
+    """The joint loss of one step and its parts (for reporting)."""
+    reps = model.represent({name: d.train for name, d in data.items()})
+    total = torch.zeros((), device=next(model.parameters()).device)
+    parts: dict[str, float] = {}
+    for name, (users, pos, neg) in batches.items():
+        u_rep, i_rep = reps[name]
+        bpr = bpr_loss(u_rep[users], i_rep[pos], i_rep[neg])
+        reg = model.backbone(name).regularization(users, torch.stack([pos, neg], dim=1))
+        total = total + bpr + reg
+        parts[f"{name}_bpr"], parts[f"{name}_reg"] = float(bpr), float(reg)
+    if model.aligner_fn is not None and anchors is not None and anchors.numel() >= 2:
+        cl = model.aligner_fn.loss(reps["source"][0][anchors], reps["target"][0][anchors])
+        total = total + cl
+        parts["cl"] = float(cl)
+    return total, parts
+
+
+def score_fn(scorer: Scorer, users_rep: Tensor, items_rep: Tensor) -> Any:
+    def score(users: Tensor) -> Tensor:
+        return scorer.score(users_rep[users.to(users_rep.device)], items_rep)
+
+    return score
+
+
+@torch.no_grad()
+def validate(
+    model: InductiveModel, data: dict[str, DomainData], scorer: Scorer, k: int, batch_size: int
+) -> dict[str, float]:
+    """Validation NDCG@k per domain, on the training graph."""
+    from cdr.evaluation.ranking import evaluate_ranking
+
+    model.eval()
+    reps = model.represent({name: d.train for name, d in data.items()})
+    out = {}
+    for name, d in data.items():
+        u_rep, i_rep = reps[name]
+        val = d.split.val
+        result = evaluate_ranking(
+            score_fn(scorer, u_rep, i_rep),
+            torch.unique(val.user),
+            d.domain.num_items,
+            val,
+            exclude=d.split.train,
+            ks=(k,),
+            batch_size=batch_size,
+        )
+        out[name] = result.summary().get(f"ndcg@{k}", 0.0) if len(result) else 0.0
+    model.train()
+    return out
+
+
+@torch.no_grad()
+def test(
+    model: InductiveModel,
+    data: dict[str, DomainData],
+    scorer: Scorer,
+    ks: tuple[int, ...],
+    batch_size: int,
+) -> tuple[dict[str, float], dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
+    """Per domain and inductive slice, on the training + new graph: flat metrics
+    ``<domain>/<slice>/<metric>`` (the all-users/all-items slice also as ``<domain>/<metric>``), the per-user
+    results, and the representations."""
+    from cdr.evaluation.inductive import ALL, evaluate_inductive
+
+    model.eval()
+    reps = model.represent({name: d.full for name, d in data.items()})
+    metrics: dict[str, float] = {}
+    per_user: dict[str, Any] = {}
+    for name, d in data.items():
+        u_rep, i_rep = reps[name]
+        results = evaluate_inductive(
+            score_fn(scorer, u_rep, i_rep),
+            d.split,
+            d.train.num_users,
+            d.domain.num_items,
+            ks=ks,
+            batch_size=batch_size,
+        )
+        for slice_name, result in results.items():
+            per_user[f"{name}/{slice_name}"] = result
+            for metric, value in result.summary().items():
+                metrics[f"{name}/{slice_name}/{metric}"] = value
+                if slice_name == ALL:
+                    metrics[f"{name}/{metric}"] = value
+    return metrics, per_user, reps
+
+
+def _build(
+    cfg: ExperimentConfig, registry: Registry, dataset: CrossDomainDataset, device: torch.device
+) -> tuple[InductiveModel, Scorer]:
+    container = build_container(cfg, registry)
+    dim = cfg.trainer.dim
+    backbones: dict[str, GraphBackbone] = {}
+    for name in DOMAINS:
+        domain: Domain = getattr(dataset, name)
+        ctx = BuildContext(
+            dim=dim,
+            in_dim=dim,
+            num_users=dataset.num_users,
+            num_items=domain.num_items,
+            device=device,
+            seed=derive_seed(cfg.seed, "backbone", name) % 2**31,
+        )
+        backbone = container.backbone(ctx=ctx)
+        if backbone is None or not isinstance(backbone, GraphBackbone):
+            raise CompositionError(
+                f"backbone {cfg.backbone.kind!r}: the inductive pipeline needs a graph backbone",
+                hint="use --backbone inmo (or lightgcn, mf)",
+            )
+        if not isinstance(backbone, nn.Module):
+            raise CompositionError(f"backbone {cfg.backbone.kind!r}: not a trainable nn.Module")
+        backbones[name] = backbone
+    ctx = BuildContext(
+        dim=dim, in_dim=dim, device=device, seed=derive_seed(cfg.seed, "aligner") % 2**31
+    )
+    aligner = container.aligner(ctx=ctx)
+    scorer = cast(Scorer, container.scorer(ctx=ctx))
+    return InductiveModel(backbones, aligner).to(device), scorer
+
+
+def run_inductive(
+    cfg: ExperimentConfig,
+    registry: Registry,
+    run_dir: Path,
+    reporter: Reporter | None = None,
+) -> dict[str, float]:
+    """Train on E_tr with early stopping on validation, test once on E_tr + E_new; writes
+    ``metrics.json``, per-user Parquet, checkpoints and serving artifacts into ``run_dir``."""
+    report = reporter or null_reporter
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    dataset = load_dataset(cfg.dataset, registry, reporter=reporter)
+    split = inductive_split(dataset, cfg.split)
+    data = {name: domain_data(dataset, name, getattr(split, name)) for name in DOMAINS}
+
+    model, scorer = _build(cfg, registry, dataset, device)
+    notes: list[str] = []
+    for name, d in data.items():
+        backbone: Any = model.backbone(name)
+        if hasattr(backbone, "prepare"):
+            backbone.prepare(
+                Graph(d.train.edge_index.to(device), d.train.num_users, d.train.num_items)
+            )
+        config = getattr(backbone, "config", None)
+        if hasattr(backbone, "set_modalities") and getattr(config, "multimodal", False):
+            backbone.set_modalities(item_modalities(config, registry, d, device, report, notes))
+    data = {
+        name: attrs.evolve(
+            d,
+            train=attrs.evolve(d.train, edge_index=d.train.edge_index.to(device)),
+            full=attrs.evolve(d.full, edge_index=d.full.edge_index.to(device)),
+        )
+        for name, d in data.items()
+    }
+
+    samplers = {
+        name: BPRSampler(d.split.train, d.domain.num_items, gen) for name, d in data.items()
+    }
+    anchors_pool = overlapping_train_users(data, dataset.num_users)
+    batch_users = int(getattr(model.aligner_fn, "batch_users", 64))
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay
+    )
+    stopper = EarlyStopping(cfg.trainer.patience, mode="max")
+    ckpt_dir = run_dir / CHECKPOINTS
+    start = 0
+    if (ckpt_dir / LAST).exists():  # resume an interrupted run
+        state = load_checkpoint(ckpt_dir / LAST)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        stopper.best, stopper.best_epoch = state["best"], state["best_epoch"]
+        stopper.bad_epochs, stopper.best_state = state["bad_epochs"], state["best_state"]
+        start = state["epoch"] + 1
+    steps = math.ceil(max(len(s) for s in samplers.values()) / cfg.trainer.batch_size)
+    k = cfg.evaluation.k
+    report("train epoch", advance=start, total=cfg.trainer.epochs)
+    model.train()
+    for epoch in range(start, cfg.trainer.epochs):
+        model.set_epoch(epoch)
+        totals: dict[str, float] = {}
+        for _ in range(steps):
+            batches = {
+                name: tuple(t.to(device) for t in s.sample(cfg.trainer.batch_size))
+                for name, s in samplers.items()
+            }
+            anchors = None
+            if anchors_pool.numel() >= 2 and model.aligner_fn is not None:
+                pick = torch.randperm(anchors_pool.numel(), generator=gen)[:batch_users]
+                anchors = anchors_pool[pick].to(device)
+            loss, parts = training_loss(model, data, cast(Any, batches), anchors)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            for key, value in parts.items():
+                totals[key] = totals.get(key, 0.0) + value / steps
+        if (epoch + 1) % cfg.trainer.eval_every and epoch + 1 != cfg.trainer.epochs:
+            report("train epoch", 1, None, **totals)
+            continue
+        val = validate(model, data, scorer, k, cfg.evaluation.batch_size)
+        value = sum(val.values()) / len(val)
+        stop = stopper.step(value, epoch, model)
+        if stopper.best_epoch == epoch:
+            save_checkpoint(ckpt_dir / BEST, {"model": model.state_dict(), "epoch": epoch})
+        save_checkpoint(
+            ckpt_dir / LAST,
+            {
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "generator": gen.get_state(),
+                "epoch": epoch,
+                "best": stopper.best,
+                "best_epoch": stopper.best_epoch,
+                "bad_epochs": stopper.bad_epochs,
+                "best_state": stopper.best_state,
+            },
+        )
+        info = {**totals, **{f"val_ndcg@{k}_{n}": v for n, v in val.items()}}
+        report("train epoch", 1, None, **info)
+        if stop:
+            break
+    stopper.restore(model)
+    model.set_epoch(max(stopper.best_epoch, 0))
+
+    metrics, per_user, reps = test(
+        model, data, scorer, tuple(cfg.evaluation.ks), cfg.evaluation.batch_size
+    )
+    metrics["best_epoch"] = float(stopper.best_epoch)
+    metrics[f"val_ndcg@{k}"] = float(stopper.best)
+    _write(run_dir, metrics, per_user, notes)
+    _save_serving(run_dir, dataset, data, reps)
+    return metrics
+
+
+def _write(
+    run_dir: Path, metrics: dict[str, float], per_user: dict[str, Any], notes: list[str]
+) -> None:
+    try:
+        from cdr.evaluation.results import write_results
+    except ImportError:  # pragma: no cover - the results module belongs to the metrics layer
+        write_json(run_dir / "metrics.json", metrics)
+    else:
+        write_results(run_dir, metrics, per_user)
+    if notes:
+        write_json(run_dir / "notes.json", {"notes": notes})
+
+
+def _save_serving(
+    run_dir: Path,
+    dataset: CrossDomainDataset,
+    data: dict[str, DomainData],
+    reps: dict[str, tuple[Tensor, Tensor]],
+) -> None:
+    from cdr.serving.artifacts import ServingArtifacts, save_artifacts
+
+    seen = Interactions.concat([data["target"].split.train, data["target"].split.new])
+    save_artifacts(
+        run_dir,
+        ServingArtifacts(
+            user_ids=dataset.user_ids,
+            source_item_ids=dataset.source.item_ids,
+            target_item_ids=dataset.target.item_ids,
+            source_users=reps["source"][0],
+            target_users=reps["target"][0],
+            source_items=reps["source"][1],
+            target_items=reps["target"][1],
+            seen_user=seen.user,
+            seen_item=seen.item,
+        ),
+    )
