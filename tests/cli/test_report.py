@@ -62,3 +62,22 @@ def test_compare_user_errors_are_one_line(tmp_path: Path) -> None:
     assert result.exit_code == 1 and "not a run directory" in result.stderr
     result = runner.invoke(app, ["compare", str(a), str(a), "--test", "anova"], env=WIDE)
     assert result.exit_code == 2
+
+
+def test_compare_prefers_the_target_overall_slice(tmp_path: Path) -> None:
+    values = torch.linspace(0, 1, 12, dtype=torch.float64)
+    runs = []
+    for name, shift in (("a", 0.0), ("b", 0.1)):
+        users = torch.arange(12)
+        per_user = {
+            f"{domain}/all-users/all-items": RankingResult(
+                users[: 12 - i], {"ndcg@20": (values + shift)[: 12 - i]}
+            )
+            for i, domain in enumerate(("source", "target"))
+        }
+        (tmp_path / name).mkdir()
+        write_results(tmp_path / name, flatten(per_user), per_user)
+        runs.append(str(tmp_path / name))
+    result = runner.invoke(app, ["compare", *runs], env=WIDE)
+    assert result.exit_code == 0, result.output
+    assert "target/all-users/all-items" in result.stdout and " 11 " in result.stdout

@@ -10,6 +10,7 @@ import torch
 from cdr.errors import RunError
 from cdr.evaluation.ranking import RankingResult
 from cdr.evaluation.results import PER_USER, flatten, read_results, write_results
+from cdr.runs import write_table
 
 
 def _results() -> dict[str, RankingResult]:
@@ -57,3 +58,15 @@ def test_metrics_only_and_errors(tmp_path: Path) -> None:
         read_results(tmp_path)
     with pytest.raises(RunError, match="not a run directory"):
         read_results(tmp_path / "absent")
+
+
+def test_reads_one_parquet_per_slice(tmp_path: Path) -> None:
+    write_results(tmp_path, {"ndcg@20": 0.5})
+    write_table(
+        tmp_path / "per_user_dual_ranking.parquet",
+        {"user": torch.tensor([4, 9]), "ndcg@20": torch.tensor([0.25, 0.75])},
+    )
+    back = read_results(tmp_path)
+    assert list(back.per_user) == ["dual_ranking"]
+    assert back.per_user["dual_ranking"].users.tolist() == [4, 9]
+    assert back.per_user["dual_ranking"].summary() == {"ndcg@20": 0.5}

@@ -48,3 +48,12 @@ def test_degenerate_cases() -> None:
         paired_test(_result([0], [0.1]), _result([0], [0.2]), "ndcg@20")
     with pytest.raises(DataError, match="no per-user 'mae'"):
         paired_test(same, same, "mae")
+
+
+def test_constant_shift_is_certain_without_scipy_warnings() -> None:
+    base = np.linspace(0, 1, 12)
+    a = _result(list(range(12)), list(base + 0.1))
+    b = _result(list(range(12)), list(base))
+    for method in ("t", "wilcoxon"):
+        result = paired_test(a, b, "ndcg@20", method)  # type: ignore[arg-type]
+        assert result.pvalue == 0.0 and result.statistic == math.inf

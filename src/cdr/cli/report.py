@@ -54,8 +54,13 @@ def _pick_slice(a: RunResults, b: RunResults, wanted: str | None) -> str:
         return wanted
     if len(common) == 1:
         return common[0]
-    if DEFAULT_SLICE in common:
-        return DEFAULT_SLICE
+    # "all-users/all-items", possibly per domain ("target/all-users/all-items"): prefer target
+    overall = [s for s in common if s == DEFAULT_SLICE or s.endswith("/" + DEFAULT_SLICE)]
+    for candidate in (DEFAULT_SLICE, f"target/{DEFAULT_SLICE}"):
+        if candidate in overall:
+            return candidate
+    if len(overall) == 1:
+        return overall[0]
     raise RunError(
         f"{a.path} and {b.path} share {len(common)} slices; choose one with --slice",
         hint=f"common slices: {', '.join(common) or 'none (no per_user.parquet?)'}",
@@ -70,7 +75,8 @@ def compare(
     slice_: Annotated[
         str | None,
         typer.Option(
-            "--slice", help=f"Evaluation slice (default: the only one, or {DEFAULT_SLICE})."
+            "--slice",
+            help=f"Evaluation slice (default: the only one, else [target/]{DEFAULT_SLICE}).",
         ),
     ] = None,
     test: Annotated[str, typer.Option("--test", help="Paired test: t or wilcoxon.")] = "t",

@@ -37,6 +37,8 @@ from cdr.metrics.ranking import metrics_from_top_k
 
 SEEN_UNSEEN = ("all", "seen", "unseen")
 TAIL = "tail_items"
+ALL = "all-users/all-items"
+"""The overall slice: every test user, every relevant item."""
 NDCG_CURVE_KS = tuple(range(5, 101, 5))
 """N = 5, 10, ..., 100 for the NDCG@N curve (MICRec Figure 2)."""
 

@@ -2,7 +2,8 @@
 
 ``per_user.parquet`` holds one row per (slice, user): columns ``slice`` (str), ``user``
 (int64) and one float64 column per metric (NaN where a slice lacks that metric). Both files are
-written atomically through ``cdr.runs``.
+written atomically through ``cdr.runs``. Reading also accepts one ``per_user_<slice>.parquet``
+per slice (columns ``user`` and the metrics), as some pipelines write them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import attrs
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -81,9 +84,12 @@ def read_per_user(path: Path) -> dict[str, RankingResult]:
         table = pq.read_table(path)
     except (OSError, ValueError) as exc:
         raise RunError(f"{path}: not a readable Parquet file ({exc})") from exc
+    if "slice" not in table.column_names and "user" in table.column_names:  # one slice a file
+        name = path.stem.removeprefix("per_user_")
+        table = table.append_column("slice", pa.array([name] * table.num_rows))
     if not {"slice", "user"} <= set(table.column_names):
         raise RunError(f"{path}: expected columns 'slice' and 'user'")
-    slices = table.column("slice").to_pylist()
+    slice_column = table.column("slice")
     users = torch.tensor(table.column("user").to_numpy(), dtype=torch.long)
     metric_names = [c for c in table.column_names if c not in ("slice", "user")]
     values = {
@@ -91,8 +97,10 @@ def read_per_user(path: Path) -> dict[str, RankingResult]:
         for m in metric_names
     }
     out: dict[str, RankingResult] = {}
-    for name in dict.fromkeys(slices):
-        rows = torch.tensor([s == name for s in slices])
+    for name in slice_column.unique().to_pylist():
+        rows = torch.from_numpy(
+            pc.equal(slice_column, name).to_numpy(zero_copy_only=False).astype(bool)
+        )
         kept = {m: v[rows] for m, v in values.items() if not bool(torch.isnan(v[rows]).all())}
         out[name] = RankingResult(users[rows], kept)
     return out
@@ -113,4 +121,6 @@ def read_results(run_dir: Path) -> RunResults:
             raise RunError(f"{run_dir / METRICS}: {key!r} is {value!r}, not a number")
     per_user_path = run_dir / PER_USER
     per_user = read_per_user(per_user_path) if per_user_path.exists() else {}
+    for path in sorted(run_dir.glob("per_user_*.parquet")):
+        per_user.update(read_per_user(path))
     return RunResults(run_dir, metrics, per_user)

@@ -3,6 +3,8 @@
 Only users evaluated in both runs (and with a non-NaN value in both) are paired. ``"t"`` is the
 paired t-test (``scipy.stats.ttest_rel``), ``"wilcoxon"`` the Wilcoxon signed-rank test
 (``scipy.stats.wilcoxon``, zero differences dropped as in its default), both two-sided.
+When every difference is the same (up to float noise) both tests are undefined; the result is
+then p = 1 for a zero difference and p = 0 (statistic = +-inf) otherwise.
 """
 
 from __future__ import annotations
@@ -59,8 +61,13 @@ def paired_test(
     if va.size < 2:
         raise DataError(f"{metric}: only {va.size} user(s) in common; a paired test needs 2+")
     diff = va - vb
-    if np.all(diff == diff[0]):  # no variance in the differences: the tests are undefined
-        statistic, pvalue = (0.0, 1.0) if diff[0] == 0 else (math.copysign(math.inf, diff[0]), 0.0)
+    scale = max(1.0, float(np.abs(va).max()), float(np.abs(vb).max()))
+    if float(np.ptp(diff)) <= 1e-12 * scale:  # constant differences: the tests are undefined
+        mean_diff = float(diff.mean())
+        if abs(mean_diff) <= 1e-12 * scale:
+            statistic, pvalue = 0.0, 1.0
+        else:
+            statistic, pvalue = math.copysign(math.inf, mean_diff), 0.0
     elif method == "t":
         res = stats.ttest_rel(va, vb)
         statistic, pvalue = float(res.statistic), float(res.pvalue)
