@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import attrs
 import numpy as np
@@ -131,3 +132,54 @@ def image_domain(tmp_path: Path) -> Domain:
     domain = tiny_domain("shop", 5, [0, 1, 1, 2, 3, 0], [0, 1, 2, 3, 2, 1], 4)
     images = (names[0], names[1], None, names[3])
     return attrs.evolve(domain, items=attrs.evolve(domain.items, image=images), root=tmp_path)
+
+
+@pytest.fixture(scope="session")
+def tiny_vlm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random LLaVA (CLIP vision tower + Llama) with its processor."""
+    from transformers import (
+        CLIPImageProcessor,
+        CLIPVisionConfig,
+        LlamaConfig,
+        LlavaConfig,
+        LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    folder = tmp_path_factory.mktemp("tiny-vlm")
+    tokenizer: Any = make_tokenizer(extra=("<image>",))
+    torch.manual_seed(0)
+    config = LlavaConfig(
+        vision_config=CLIPVisionConfig(
+            hidden_size=8,
+            intermediate_size=16,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=16,
+            patch_size=8,
+            projection_dim=8,
+        ),
+        text_config=LlamaConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            num_key_value_heads=2,
+            pad_token_id=0,
+        ),
+        image_token_index=tokenizer.convert_tokens_to_ids("<image>"),
+    )
+    LlavaForConditionalGeneration(config).save_pretrained(folder)
+    processor = LlavaProcessor(
+        image_processor=CLIPImageProcessor(
+            size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}
+        ),
+        tokenizer=tokenizer,
+        patch_size=8,
+        vision_feature_select_strategy="default",
+        num_additional_image_tokens=1,
+        image_token="<image>",
+    )
+    processor.save_pretrained(folder)
+    return folder
