@@ -213,8 +213,8 @@ def test(
     batch_size: int,
 ) -> tuple[dict[str, float], dict[str, Any], dict[str, tuple[Tensor, Tensor]]]:
     """Per domain and inductive slice, on the training + new graph: flat metrics
-    ``<domain>/<slice>/<metric>`` (the all-users/all-items slice also as ``<domain>/<metric>``), the per-user
-    results, and the representations."""
+    ``<domain>/<slice>/<metric>`` (the all-users/all-items slice also as
+    ``<domain>/<metric>``), the per-user results, and the representations."""
     from cdr.evaluation.inductive import ALL, evaluate_inductive
 
     model.eval()
