@@ -12,6 +12,8 @@ import pytest
 import torch
 from pytest_benchmark.fixture import BenchmarkFixture
 
+from cdr.data.records import Interactions
+from cdr.evaluation.ranking import evaluate_ranking
 from cdr.metrics import ranking_metrics_per_user
 
 NUM_USERS = NUM_ITEMS = 10_000
@@ -58,3 +60,28 @@ def test_peer_full_sort_ndcg_at_20(
     out = benchmark.pedantic(_full_sort_metrics, args=(scores, relevance), rounds=1, iterations=1)
     ours = ranking_metrics_per_user(scores, relevance, (20,))["ndcg@20"]
     torch.testing.assert_close(out["ndcg@20"], ours, equal_nan=True)
+
+
+def _edges(gen: torch.Generator, count: int) -> Interactions:
+    pairs = torch.randint(0, NUM_USERS * NUM_ITEMS, (count,), generator=gen)
+    return Interactions(
+        pairs // NUM_ITEMS, pairs % NUM_ITEMS, torch.ones(count), torch.zeros(count).long()
+    )
+
+
+def test_evaluate_ranking_dot_scores_10k_users_x_10k_items(benchmark: BenchmarkFixture) -> None:
+    """End to end: dot-product scoring (D = 64), -inf masking of 200k training edges, dense
+    relevance from 100k held-out edges, P/R/NDCG/Hit@20, one 1024-user batch at a time."""
+    gen = torch.Generator().manual_seed(1)
+    users, items = (
+        torch.randn(NUM_USERS, 64, generator=gen),
+        torch.randn(NUM_ITEMS, 64, generator=gen),
+    )
+    relevant, train = _edges(gen, 100_000), _edges(gen, 200_000)
+    result = benchmark.pedantic(
+        evaluate_ranking,
+        args=(lambda u: users[u] @ items.T, torch.arange(NUM_USERS), NUM_ITEMS, relevant, train),
+        rounds=2,
+        iterations=1,
+    )
+    assert len(result) > 0.99 * NUM_USERS  # users without held-out edges are skipped
