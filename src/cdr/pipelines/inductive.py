@@ -162,11 +162,11 @@ def training_loss(
         bpr = bpr_loss(u_rep[users], i_rep[pos], i_rep[neg])
         reg = model.backbone(name).regularization(users, torch.stack([pos, neg], dim=1))
         total = total + bpr + reg
-        parts[f"{name}_bpr"], parts[f"{name}_reg"] = float(bpr), float(reg)
+        parts[f"{name}_bpr"], parts[f"{name}_reg"] = float(bpr.detach()), float(reg.detach())
     if model.aligner_fn is not None and anchors is not None and anchors.numel() >= 2:
         cl = model.aligner_fn.loss(reps["source"][0][anchors], reps["target"][0][anchors])
         total = total + cl
-        parts["cl"] = float(cl)
+        parts["cl"] = float(cl.detach())
     return total, parts
 
 
