@@ -101,6 +101,7 @@ def test_backbone_represents_unseen_user_from_new_edges() -> None:
     model = LightGCNBackbone(3, 2, dim=4, num_layers=2, seed=1)
     assert isinstance(model, GraphBackbone)
     model.prepare(train)
+    model.eval()
     full = Graph(torch.tensor([[0, 1, 1, 2], [0, 0, 1, 1]]), num_users=3, num_items=2)
     users, items = model.represent(full)
     assert users.shape == (3, 4) and items.shape == (2, 4)

@@ -18,6 +18,7 @@ alpha is annealed by ``set_epoch`` from ``alpha_start`` to ``alpha_end``. With
 from __future__ import annotations
 
 import math
+import warnings
 
 import attrs
 import torch
@@ -83,30 +84,56 @@ def alpha_at(config: INMOConfig, epoch: int) -> float:
 class TemplateEdges:
     """Edges from nodes to templates in one graph, stacked users-then-items (N = U + I).
 
-    rows/cols: [T] node -> template-node entries (users point at template items, items at
-    template users); order_t: [T] the entries sorted by column; count: [N] entries per row.
+    matrix / matrix_t: CSR [N, N] with ones at (node, template) and its transpose; order_t:
+    [T] position of each ``matrix_t`` entry among ``matrix``'s (to drop edges in both at
+    once); count: [N] template neighbours per row (the |N ∩ tem| of eq. 1).
     """
 
-    rows: Tensor
-    cols: Tensor
+    matrix: Tensor
+    matrix_t: Tensor
     order_t: Tensor
     count: Tensor
+
+    def with_values(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Both matrices with new values [T] (given in ``matrix``'s entry order)."""
+        n = self.matrix.shape[0]
+        m = self.matrix
+        mt = self.matrix_t
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+            a = torch.sparse_csr_tensor(
+                m.crow_indices(), m.col_indices(), values, (n, n), check_invariants=False
+            )
+            b = torch.sparse_csr_tensor(
+                mt.crow_indices(),
+                mt.col_indices(),
+                values[self.order_t],
+                (n, n),
+                check_invariants=False,
+            )
+        return a, b
 
 
 def template_edges(
     edge_index: Tensor, user_tem: Tensor, item_tem: Tensor, num_users: int, num_items: int
 ) -> TemplateEdges:
+    n = num_users + num_items
     key = torch.unique(edge_index[0].long() * num_items + edge_index[1].long())
     users, items = key // num_items, key % num_items
     to_item = item_tem[items]  # user u -> template item i
     to_user = user_tem[users]  # item i -> template user u
     rows = torch.cat([users[to_item], items[to_user] + num_users])
     cols = torch.cat([items[to_item] + num_users, users[to_user]])
-    order = torch.argsort(rows * (num_users + num_items) + cols)
+    order = torch.argsort(rows * n + cols)
     rows, cols = rows[order], cols[order]
-    count = torch.bincount(rows, minlength=num_users + num_items).float()
-    order_t = torch.argsort(cols * (num_users + num_items) + rows)
-    return TemplateEdges(rows, cols, order_t, count)
+    ones = torch.ones(rows.numel(), device=rows.device)
+    order_t = torch.argsort(cols * n + rows)
+    return TemplateEdges(
+        matrix=csr_from_edges(rows, cols, ones, (n, n)),
+        matrix_t=csr_from_edges(cols, rows, ones, (n, n)),
+        order_t=order_t,
+        count=torch.bincount(rows, minlength=n).float(),
+    )
 
 
 class INMOBackbone(nn.Module):
@@ -194,7 +221,6 @@ class INMOBackbone(nn.Module):
     # -- eq. 1 -------------------------------------------------------------------------------
     def template_representations(self, edge_index: Tensor) -> Tensor:
         """``[U + I, D]``: users from template items, items from template users (eq. 1)."""
-        n = self.num_users + self.num_items
         edges = self.template_cache.get(
             edge_index,
             "templates",
@@ -206,14 +232,11 @@ class INMOBackbone(nn.Module):
                 self.num_items,
             ),
         )
-        rows, cols = edges.rows, edges.cols
-        values = torch.ones(rows.numel(), device=rows.device)
-        if self.training and self.config.dropout > 0:
-            keep = torch.rand(rows.numel(), device=rows.device) >= self.config.dropout
-            values = keep.float() / (1.0 - self.config.dropout)
-        matrix = csr_from_edges(rows, cols, values, (n, n))
-        t = edges.order_t
-        matrix_t = csr_from_edges(cols[t], rows[t], values[t], (n, n))
+        matrix, matrix_t = edges.matrix, edges.matrix_t
+        if self.training and self.config.dropout > 0:  # edge dropout, rescaled (INMO)
+            nnz = edges.order_t.numel()
+            keep = torch.rand(nnz, device=edges.count.device) >= self.config.dropout
+            matrix, matrix_t = edges.with_values(keep.float() / (1.0 - self.config.dropout))
         # source rows carry e + the destination side's bias: users sum (e_i + b_user)
         source = torch.cat(
             [self.user_emb + self.item_bias, self.item_emb + self.user_bias]

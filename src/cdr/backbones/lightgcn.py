@@ -108,8 +108,10 @@ class LightGCNBackbone(nn.Module):
     def represent(self, graph: Graph) -> tuple[Tensor, Tensor]:
         if not self.prepared:
             self.prepare(graph)
-        users = fill_unseen(self.user_emb, self.seen_users)  # [U, D]
-        items = fill_unseen(self.item_emb, self.seen_items)  # [I, D]
+        users, items = self.user_emb, self.item_emb  # [U, D], [I, D]
+        if not self.training:  # in training, unseen nodes are isolated and in no loss
+            users = fill_unseen(users, self.seen_users)
+            items = fill_unseen(items, self.seen_items)
         return propagate(graph.edge_index, users, items, self.num_layers, cache=self.cache)
 
     def regularization(self, users: Tensor, items: Tensor) -> Tensor:
