@@ -12,6 +12,7 @@ from cdr.cli.components import components
 from cdr.cli.compose import compose
 from cdr.cli.config import config_app
 from cdr.cli.datasets import datasets_app
+from cdr.cli.encode import encode
 from cdr.cli.report import compare, report
 from cdr.cli.run import run, sweep
 from cdr.cli.serve import export, recommend
@@ -49,6 +50,7 @@ app.command()(export)
 app.command()(recommend)
 app.command()(report)
 app.command()(compare)
+app.command()(encode)
 app.add_typer(config_app, name="config")
 app.add_typer(datasets_app, name="datasets")
 

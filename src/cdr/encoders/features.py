@@ -162,8 +162,8 @@ def encode_features(
     return _encode_whole(config, encoder, domain, entity, cache_root, report, start)
 
 
-def _task(config: EncoderConfig, entity: Entity) -> str:
-    return f"encode {entity}s ({config.kind})"
+def _task(config: EncoderConfig, domain: Domain, entity: Entity) -> str:
+    return f"encode {domain.name} {entity}s ({config.kind})"
 
 
 def _hit(
@@ -185,7 +185,7 @@ def _encode_whole(
 ) -> EncodeResult:
     cache = FeatureCache.for_config(cache_root, config, digest(domain_digest(domain), entity))
     path = cache.result_path(entity)
-    task = _task(config, entity)
+    task = _task(config, domain, entity)
     cached = cache.load(path)
     if cached is not None:
         return _hit(report, task, cached, cache, start)
@@ -209,7 +209,7 @@ def _encode_rows(
     plan = encoder.plan(domain, entity)
     cache = FeatureCache.for_config(cache_root, config, inputs_digest(plan.inputs))
     path = cache.result_path(f"{entity}-{digest(plan.finish_key, entity)[:16]}")
-    task = _task(config, entity)
+    task = _task(config, domain, entity)
     cached = cache.load(path)
     if cached is not None:
         return _hit(report, task, cached, cache, start)
