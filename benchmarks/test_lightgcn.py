@@ -9,7 +9,10 @@ are timed interleaved (ours, peer, ours, ...) and an epoch (ceil(75k / 2048) = 3
 extrapolated from ``STEPS`` measured steps, so the file stays well under 4 minutes on CPU.
 
 Targets (CPU): our epoch >= 5x faster than the peer; full ranking of all users < 0.5 s;
-peak RSS < 2 GiB.
+peak RSS < 2 GiB. The targets are checked on the process's CPU time: on the shared 2-core
+machine (load often 5-10) wall time mostly measures the run queue, and OpenMP threads spin
+at barriers while descheduled; run with OMP_NUM_THREADS=1 there, where CPU time equals the
+wall time on an idle core. Wall times are recorded too (``extra_info``).
 """
 
 from __future__ import annotations
@@ -98,10 +101,15 @@ def peer_step_fn(train: Interactions) -> Callable[[], float]:
     return step
 
 
-def _timed(step: Callable[[], float]) -> float:
-    start = time.perf_counter()
+def _timed(step: Callable[[], float]) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of this process) of one call."""
+    wall, cpu = time.perf_counter(), time.process_time()
     step()
-    return time.perf_counter() - start
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def _median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2]
 
 
 def test_epoch_vs_torch_geometric(benchmark: BenchmarkFixture, train: Interactions) -> None:
@@ -112,15 +120,18 @@ def test_epoch_vs_torch_geometric(benchmark: BenchmarkFixture, train: Interactio
     for _ in range(STEPS):
         ours_t.append(_timed(ours))
         peer_t.append(_timed(peer))
-    ours_step = sorted(ours_t)[len(ours_t) // 2]
-    peer_step = sorted(peer_t)[len(peer_t) // 2]
-    ratio = peer_step / ours_step
+    ours_wall, ours_cpu = (_median([t[j] for t in ours_t]) for j in (0, 1))
+    peer_wall, peer_cpu = (_median([t[j] for t in peer_t]) for j in (0, 1))
+    ratio = peer_cpu / ours_cpu
     benchmark.extra_info.update(
-        ours_step_s=ours_step,
-        peer_step_s=peer_step,
-        ours_epoch_s_extrapolated=ours_step * STEPS_PER_EPOCH,
-        peer_epoch_s_extrapolated=peer_step * STEPS_PER_EPOCH,
-        speedup_vs_torch_geometric=ratio,
+        ours_step_wall_s=ours_wall,
+        peer_step_wall_s=peer_wall,
+        ours_step_cpu_s=ours_cpu,
+        peer_step_cpu_s=peer_cpu,
+        ours_epoch_cpu_s_extrapolated=ours_cpu * STEPS_PER_EPOCH,
+        peer_epoch_cpu_s_extrapolated=peer_cpu * STEPS_PER_EPOCH,
+        speedup_cpu=ratio,
+        speedup_wall=peer_wall / ours_wall,
         steps_measured=STEPS,
         threads=torch.get_num_threads(),
     )
@@ -142,15 +153,16 @@ def test_full_ranking_all_users(benchmark: BenchmarkFixture, train: Interactions
             held_out,
             exclude=train,
             ks=(20,),
-            batch_size=4096,
+            batch_size=1024,
         )
         return result.summary()["ndcg@20"]
 
     rank()
-    benchmark.pedantic(rank, rounds=5, iterations=1)
-    median = benchmark.stats.stats.median
-    benchmark.extra_info["full_ranking_s"] = median
-    assert median < 0.5, f"full ranking of {NUM_USERS} users took {median:.2f} s"
+    cpu = _median([_timed(rank)[1] for _ in range(3)])
+    benchmark.pedantic(rank, rounds=3, iterations=1)
+    benchmark.extra_info["full_ranking_wall_s"] = benchmark.stats.stats.median
+    benchmark.extra_info["full_ranking_cpu_s"] = cpu
+    assert cpu < 0.5, f"full ranking of {NUM_USERS} users took {cpu:.2f} CPU s"
 
 
 def test_peak_rss_of_an_epoch(benchmark: BenchmarkFixture, train: Interactions) -> None:
