@@ -57,3 +57,12 @@ def test_vit_needs_a_model_path() -> None:
 
     with pytest.raises(ConfigError, match=r"^model:"):
         component.build(ImageConfig(backbone="vit"), BuildContext())
+
+
+@pytest.mark.models
+def test_default_efficientnet_lite0(image_domain: Domain) -> None:
+    enc = ImageEncoder(ImageConfig(), torch.device("cpu"))
+    items = enc.encode(image_domain, "item")
+    assert (
+        items.shape == (4, 1280) and (items[2] == 0).all() and (items[[0, 1, 3]] > 0).any(1).all()
+    )

@@ -53,3 +53,12 @@ def test_missing_model_says_which_file(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="not-cached-model") as info:
         _ = enc.dim
     assert info.value.hint is not None and "model" in info.value.hint
+
+
+@pytest.mark.models
+def test_default_smollm2_features() -> None:
+    enc = LlmEncoder(LlmConfig(), torch.device("cpu"))
+    with torch.inference_mode():
+        out = enc.embed(["Title: Dune\nKey features:", "Title: Kitchen knife\nKey features:"])
+    assert out.shape == (2, 576) == (2, enc.dim) and torch.isfinite(out).all()
+    assert not torch.allclose(out[0], out[1])
