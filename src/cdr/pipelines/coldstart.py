@@ -325,7 +325,7 @@ def run_cold_start(
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-            report("stage 1: side users", total=trainer.epochs, loss=float(loss))
+            report("stage 1: side users", total=trainer.epochs, loss=loss.item())
         save_checkpoint(ckpt_dir / "stage1.pt", {"generator": generator.state_dict()})
 
     # Stage 2 (eq. 12-13): overlapping training users; select on validation users.
