@@ -108,7 +108,8 @@ class LightGCNBackbone(nn.Module):
     def represent(self, graph: Graph) -> tuple[Tensor, Tensor]:
         if not self.prepared:
             self.prepare(graph)
-        users, items = self.user_emb, self.item_emb  # [U, D], [I, D]
+        users: Tensor = self.user_emb  # [U, D]
+        items: Tensor = self.item_emb  # [I, D]
         if not self.training:  # in training, unseen nodes are isolated and in no loss
             users = fill_unseen(users, self.seen_users)
             items = fill_unseen(items, self.seen_items)
