@@ -12,7 +12,6 @@ test set is scored once, on the training + new edges (E_new), per inductive slic
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,16 +30,12 @@ from cdr.data.store import load_dataset
 from cdr.device import resolve_device
 from cdr.errors import CompositionError
 from cdr.interfaces import Aligner, Graph, GraphBackbone, Scorer
-from cdr.pipelines.inductive_sampling import BPRSampler
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS, load_checkpoint, save_checkpoint, write_json
+from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import derive_seed, seed_everything
-from cdr.training.early_stopping import EarlyStopping
 
 DOMAINS = ("source", "target")
-LAST = "last.pt"
-BEST = "best.pt"
 
 
 @attrs.frozen(eq=False)
@@ -281,10 +276,11 @@ def run_inductive(
 ) -> dict[str, float]:
     """Train on E_tr with early stopping on validation, test once on E_tr + E_new; writes
     ``metrics.json``, per-user Parquet, checkpoints and serving artifacts into ``run_dir``."""
+    from cdr.pipelines.backbone_training import train_backbones
+
     report = reporter or null_reporter
     device = resolve_device(cfg.device)
     seed_everything(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)
     dataset = load_dataset(cfg.dataset, registry, reporter=reporter)
     split = inductive_split(dataset, cfg.split)
     data = {name: domain_data(dataset, name, getattr(split, name)) for name in DOMAINS}
@@ -309,74 +305,10 @@ def run_inductive(
         for name, d in data.items()
     }
 
-    samplers = {
-        name: BPRSampler(d.split.train, d.domain.num_items, gen) for name, d in data.items()
-    }
-    anchors_pool = overlapping_train_users(data, dataset.num_users)
-    batch_users = int(getattr(model.aligner_fn, "batch_users", 64))
-    optimizer = torch.optim.Adam(
-        model.parameters(), lr=cfg.trainer.lr, weight_decay=cfg.trainer.weight_decay
+    stopper = train_backbones(
+        cfg, model, scorer, data, dataset.num_users, run_dir / CHECKPOINTS, report
     )
-    stopper = EarlyStopping(cfg.trainer.patience, mode="max")
-    ckpt_dir = run_dir / CHECKPOINTS
-    start = 0
-    if (ckpt_dir / LAST).exists():  # resume an interrupted run
-        state = load_checkpoint(ckpt_dir / LAST)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        gen.set_state(state["generator"])
-        stopper.best, stopper.best_epoch = state["best"], state["best_epoch"]
-        stopper.bad_epochs, stopper.best_state = state["bad_epochs"], state["best_state"]
-        start = state["epoch"] + 1
-    steps = math.ceil(max(len(s) for s in samplers.values()) / cfg.trainer.batch_size)
     k = cfg.evaluation.k
-    report("train epoch", advance=start, total=cfg.trainer.epochs)
-    model.train()
-    for epoch in range(start, cfg.trainer.epochs):
-        model.set_epoch(epoch)
-        totals: dict[str, float] = {}
-        for _ in range(steps):
-            batches = {
-                name: tuple(t.to(device) for t in s.sample(cfg.trainer.batch_size))
-                for name, s in samplers.items()
-            }
-            anchors = None
-            if anchors_pool.numel() >= 2 and model.aligner_fn is not None:
-                pick = torch.randperm(anchors_pool.numel(), generator=gen)[:batch_users]
-                anchors = anchors_pool[pick].to(device)
-            loss, parts = training_loss(model, data, cast(Any, batches), anchors)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            for key, value in parts.items():
-                totals[key] = totals.get(key, 0.0) + value / steps
-        if (epoch + 1) % cfg.trainer.eval_every and epoch + 1 != cfg.trainer.epochs:
-            report("train epoch", 1, None, **totals)
-            continue
-        val = validate(model, data, scorer, k, cfg.evaluation.batch_size)
-        value = sum(val.values()) / len(val)
-        stop = stopper.step(value, epoch, model)
-        if stopper.best_epoch == epoch:
-            save_checkpoint(ckpt_dir / BEST, {"model": model.state_dict(), "epoch": epoch})
-        save_checkpoint(
-            ckpt_dir / LAST,
-            {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "generator": gen.get_state(),
-                "epoch": epoch,
-                "best": stopper.best,
-                "best_epoch": stopper.best_epoch,
-                "bad_epochs": stopper.bad_epochs,
-                "best_state": stopper.best_state,
-            },
-        )
-        info = {**totals, **{f"val_ndcg@{k}_{n}": v for n, v in val.items()}}
-        report("train epoch", 1, None, **info)
-        if stop:
-            break
-    stopper.restore(model)
-    model.set_epoch(max(stopper.best_epoch, 0))
 
     metrics, per_user, reps = test(
         model, data, scorer, tuple(cfg.evaluation.ks), cfg.evaluation.batch_size
