@@ -78,3 +78,19 @@ def test_rating_loss_uses_only_the_batch_users() -> None:
     items = torch.eye(2)
     vectors = torch.tensor([[2.0, 4.0]])  # user 1 predicts both ratings exactly
     assert float(_rating_loss(vectors, torch.tensor([1]), ratings, items)) == 0.0
+
+
+def test_music_run_exports_a_servable_bundle(tmp_path: Path) -> None:
+    from cdr.experiment import run_experiment
+    from cdr.serving.bundle import Recommender, export_bundle
+
+    registry = Registry()
+    run_experiment(load_experiment(None, registry, BASE), registry, run_dir=tmp_path / "served")
+    model = Recommender.load(
+        export_bundle(tmp_path / "served", tmp_path / "m.cdr", registry), registry
+    )
+    [known] = model.recommend_known([model.user_ids[1]], k=4)
+    assert len(known.items) == 4
+    first = next(iter(model.source_item_index))
+    cold = model.recommend_cold("newcomer", [(first, 4.0)], k=4, seed=1)
+    assert cold == model.recommend_cold("newcomer", [(first, 4.0)], k=4, seed=1)  # seeded

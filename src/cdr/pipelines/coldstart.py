@@ -406,7 +406,50 @@ def run_cold_start(
         per_user.update(dual_per_user)
     metrics["terminal_snr"] = _terminal_snr(generator)
     _write(run_dir, metrics, per_user)
+    _save_serving(run_dir, cfg, dataset, visible, space, generator, split.test_users, vectors)
     return metrics
+
+
+def _save_serving(
+    run_dir: Path,
+    cfg: ExperimentConfig,
+    dataset: CrossDomainDataset,
+    visible: Domain,
+    space: TargetSpace,
+    generator: nn.Module,
+    test_users: Tensor,
+    vectors: Tensor,
+) -> None:
+    """Serving artifacts: known users' target vectors (cold test users: generated ones).
+
+    Generators that read the auxiliary history (PTUPCDR) are not saved for serving new
+    cold-start users: the bundle's fold-in gives a vector, not a history.
+    """
+    from cdr.serving.artifacts import ServingArtifacts, save_artifacts
+
+    target_users = space.target_users.detach().clone()
+    target_users[test_users.to(target_users.device)] = vectors.detach()
+    servable = not getattr(generator, "uses_history", False) and not isinstance(generator, _Wrapped)
+    dim = space.target_users.shape[1]
+    save_artifacts(
+        run_dir,
+        ServingArtifacts(
+            user_ids=dataset.user_ids,
+            source_item_ids=dataset.source.item_ids,
+            target_item_ids=dataset.target.item_ids,
+            source_users=space.source_users,
+            target_users=target_users,
+            source_items=space.source_items,
+            target_items=space.target_items,
+            seen_user=visible.interactions.user,
+            seen_item=visible.interactions.item,
+            generator=generator if servable else None,
+            generator_spec={"kind": cfg.generator.kind, "dim": dim, "in_dim": dim}
+            if servable
+            else None,
+        ),
+        dataset.source.interactions,
+    )
 
 
 def _terminal_snr(generator: Any) -> float:
