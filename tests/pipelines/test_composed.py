@@ -71,7 +71,7 @@ def test_export_then_recommend_known_and_cold_users(tmp_path: Path) -> None:
 
 def test_resume_after_kill_continues_from_the_checkpoint(tmp_path: Path) -> None:
     run_dir = tmp_path / "killed"
-    args = [*BASE, "trainer.epochs=400", "trainer.patience=400", "trainer.batch_size=16"]
+    args = [*BASE, "trainer.epochs=120", "trainer.patience=120", "trainer.batch_size=16"]
     command = [
         sys.executable,
         "-c",

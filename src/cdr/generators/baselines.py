@@ -33,6 +33,7 @@ class TargetOnlyGenerator(nn.Module):
     def __init__(self, dim: int) -> None:
         super().__init__()
         self.mean = nn.Parameter(torch.zeros(dim))
+        self.seen: Tensor
         self.register_buffer("seen", torch.zeros(()))
 
     def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
