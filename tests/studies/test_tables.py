@@ -44,3 +44,37 @@ def test_table_aggregates_seeds_and_marks_the_best(tmp_path: Path) -> None:
     assert len(rows) == 4 and rows[0]["n"] == 2
     run_table(spec, BASE, [0, 2], REGISTRY, tmp_path)
     assert len(support.CALLS) == 8  # resumed: nothing rerun
+
+
+def test_row_names_may_contain_slashes(tmp_path: Path) -> None:
+    spec = TableSpec(
+        "t3", "ablations", rows=(("w/o side", ()),), columns=(("b", ()),), metrics=("ndcg@20",)
+    )
+    result = run_table(spec, BASE, [0], REGISTRY, tmp_path)
+    assert result.mean_std("w/o side", "b", "ndcg@20")[0] == pytest.approx(0.1)
+
+
+def test_reproduce_writes_markdown_csv_and_png(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdr.studies import papers, reproduce
+
+    spec = TableSpec(
+        "t",
+        "a table",
+        rows=(("A", ()), ("B", ("trainer.lr=0.5",))),
+        columns=(("c", ()),),
+        metrics=("ndcg@20",),
+        base=(
+            "dataset.kind=tiny",
+            "encoders.item.kind=constant",
+            "encoders.user.kind=constant",
+            "generator.kind=identity",
+        ),
+    )
+    monkeypatch.setitem(papers.TABLES, "toy", (spec,))
+    markdown = reproduce.reproduce("toy", [0, 1], REGISTRY, tmp_path)
+    text = markdown.read_text()
+    assert "### a table" in text and "| A | **0.1050 ± 0.0050** |" in text
+    assert (tmp_path / "toy.csv").read_text().startswith("table,method,condition,metric")
+    assert (tmp_path / "toy.png").read_bytes()[:4] == b"\x89PNG"

@@ -14,6 +14,7 @@ from cdr.cli.config import config_app
 from cdr.cli.datasets import datasets_app
 from cdr.cli.encode import encode
 from cdr.cli.report import compare, report
+from cdr.cli.reproduce import reproduce
 from cdr.cli.run import run, sweep
 from cdr.cli.serve import export, recommend
 
@@ -51,6 +52,7 @@ app.command()(recommend)
 app.command()(report)
 app.command()(compare)
 app.command()(encode)
+app.command()(reproduce)
 app.add_typer(config_app, name="config")
 app.add_typer(datasets_app, name="datasets")
 

@@ -19,6 +19,9 @@ from cdr.progress import Reporter
 from cdr.registry import Registry
 from cdr.studies.cells import Cell, CellResult, run_cells
 
+#: joins table, row and column into a cell label (row names may contain "/", as "w/o side")
+SEP = " | "
+
 
 @attrs.frozen
 class TableSpec:
@@ -48,7 +51,7 @@ class TableResult:
 
 def table_cells(spec: TableSpec, seeds: Sequence[int]) -> list[Cell]:
     return [
-        Cell(f"{spec.name}/{row}/{column}", (*spec.base, *row_o, *col_o), seed)
+        Cell(SEP.join((spec.name, row, column)), (*spec.base, *row_o, *col_o), seed)
         for row, row_o in spec.rows
         for column, col_o in spec.columns
         for seed in seeds
@@ -72,7 +75,7 @@ def collect(spec: TableSpec, results: Sequence[CellResult]) -> TableResult:
     values: dict[tuple[str, str], dict[str, list[float]]] = {}
     run_dirs: dict[tuple[str, str], list[str]] = {}
     for result in results:
-        _, row, column = result.cell.label.split("/", 2)
+        _, row, column = result.cell.label.split(SEP)
         bucket = values.setdefault((row, column), {})
         for metric, value in result.record.metrics.items():
             bucket.setdefault(metric, []).append(float(value))
