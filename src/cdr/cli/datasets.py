@@ -12,14 +12,15 @@ from rich.table import Table
 from cdr.cli.common import SetOpt, console, reporter, user_errors
 from cdr.components import DatasetConfig
 from cdr.config import SplitConfig
-from cdr.config.loading import _format, apply_overrides, make_converter
+from cdr.config.loading import apply_overrides, format_errors, make_converter
 from cdr.data.splits import cold_start_split
 from cdr.data.store import MANIFEST, build_dataset, read_dataset, read_manifest
 from cdr.errors import CdrError, ConfigError
 from cdr.registry import Registry
 
-datasets_app = typer.Typer(help="List, build and describe cross-domain datasets.",
-                           no_args_is_help=True)
+datasets_app = typer.Typer(
+    help="List, build and describe cross-domain datasets.", no_args_is_help=True
+)
 
 CacheOpt = Annotated[
     Path, typer.Option("--cache-root", help="Where built datasets are kept.", file_okay=False)
@@ -34,7 +35,7 @@ def dataset_config(name: str, overrides: list[str], registry: Registry) -> Datas
     try:
         cfg: DatasetConfig = make_converter(registry).structure(data, DatasetConfig)
     except (ClassValidationError, ForbiddenExtraKeysError, ValueError, TypeError) as exc:
-        raise ConfigError("; ".join(_format(exc, "$.dataset"))) from exc
+        raise ConfigError("; ".join(format_errors(exc, "$.dataset"))) from exc
     return cfg
 
 
@@ -56,8 +57,15 @@ def summary_table(manifest: dict[str, Any], cold: dict[str, float] | None = None
     table.add_column("", style="bold")
     table.add_column(f"auxiliary: {src['name']}", justify="right")
     table.add_column(f"target: {tgt['name']}", justify="right")
-    for key in ("users", "items", "interactions", "sparsity", "mean_rating",
-                "items_with_image", "with_reviews"):
+    for key in (
+        "users",
+        "items",
+        "interactions",
+        "sparsity",
+        "mean_rating",
+        "items_with_image",
+        "with_reviews",
+    ):
         table.add_row(key.replace("_", " "), _fmt(src[key]), _fmt(tgt[key]))
     table.add_section()
     table.add_row("all users", _fmt(counts["users"]), "")
@@ -65,10 +73,10 @@ def summary_table(manifest: dict[str, Any], cold: dict[str, float] | None = None
     table.add_row("side users (target-only)", "", _fmt(counts["side_users"]))
     table.add_row("auxiliary-only users", _fmt(counts["source_only_users"]), "")
     if cold is not None:
-        table.add_row(f"cold-start test users (beta {cold['beta']:g})", "",
-                      _fmt(int(cold["test"])))
-        table.add_row("train / val overlapping users", "",
-                      f"{int(cold['train']):,} / {int(cold['val']):,}")
+        table.add_row(f"cold-start test users (beta {cold['beta']:g})", "", _fmt(int(cold["test"])))
+        table.add_row(
+            "train / val overlapping users", "", f"{int(cold['train']):,} / {int(cold['val']):,}"
+        )
     return table
 
 
@@ -80,8 +88,9 @@ def filters_table(manifest: dict[str, Any]) -> Table | None:
     for column in ("filter", "domain", "removed interactions", "removed items"):
         table.add_column(column, justify="right" if "removed" in column else "left")
     for r in reports:
-        table.add_row(r["filter"], r["domain"], _fmt(r["removed_interactions"]),
-                      _fmt(r["removed_items"]))
+        table.add_row(
+            r["filter"], r["domain"], _fmt(r["removed_interactions"]), _fmt(r["removed_items"])
+        )
     return table
 
 
@@ -90,8 +99,12 @@ def _cold(path: Path, beta: float) -> dict[str, float] | None:
         split = cold_start_split(read_dataset(path), SplitConfig(beta=beta))
     except CdrError:
         return None
-    return {"beta": beta, "test": int(split.test_users.numel()),
-            "train": int(split.train_users.numel()), "val": int(split.val_users.numel())}
+    return {
+        "beta": beta,
+        "test": int(split.test_users.numel()),
+        "train": int(split.train_users.numel()),
+        "val": int(split.val_users.numel()),
+    }
 
 
 def _show(path: Path, beta: float) -> None:
@@ -123,8 +136,9 @@ def list_(cache_root: CacheOpt = DEFAULT_CACHE) -> None:
         where = "built-in" if origin.builtin else f"plugin: {origin.distribution}"
         table.add_row(origin.name, where, summary)
     console.print(table)
-    built = sorted(p.parent for p in cache_root.glob(f"*/{MANIFEST}")) if cache_root.is_dir() \
-        else []
+    built = (
+        sorted(p.parent for p in cache_root.glob(f"*/{MANIFEST}")) if cache_root.is_dir() else []
+    )
     if built:
         table = Table(title=f"built datasets in {cache_root}")
         for column in ("directory", "name", "users", "interactions (aux / target)"):
@@ -135,9 +149,12 @@ def list_(cache_root: CacheOpt = DEFAULT_CACHE) -> None:
             except CdrError as exc:
                 table.add_row(path.name, f"[red]{exc}[/]", "", "")
                 continue
-            table.add_row(path.name, read_manifest(path)["name"], _fmt(counts["users"]),
-                          f"{counts['source']['interactions']:,} / "
-                          f"{counts['target']['interactions']:,}")
+            table.add_row(
+                path.name,
+                read_manifest(path)["name"],
+                _fmt(counts["users"]),
+                f"{counts['source']['interactions']:,} / {counts['target']['interactions']:,}",
+            )
         console.print(table)
 
 

@@ -66,7 +66,7 @@ def make_converter(registry: Registry) -> cattrs.Converter:
     return converter
 
 
-def _format(exc: BaseException, path: str = "$") -> list[str]:
+def format_errors(exc: BaseException, path: str = "$") -> list[str]:
     """One line per leaf problem, with its dotted path (``generator.steps: ...``)."""
     where = path.removeprefix("$").removeprefix(".") or "config"
     if isinstance(exc, ClassValidationError | IterableValidationError):
@@ -78,9 +78,9 @@ def _format(exc: BaseException, path: str = "$") -> list[str]:
                 if hasattr(note, "name")
                 else f"{path}[{getattr(note, 'index', '?')}]"
             )
-            lines += _format(inner, step)
+            lines += format_errors(inner, step)
         for inner in without_notes:
-            lines += _format(inner, path)
+            lines += format_errors(inner, path)
         return lines
     if isinstance(exc, ForbiddenExtraKeysError):
         keys = ", ".join(sorted(exc.extra_fields))
@@ -107,7 +107,7 @@ def structure_experiment(data: Mapping[str, Any], registry: Registry) -> Experim
     try:
         return converter.structure(dict(data), ExperimentConfig)
     except (ClassValidationError, ForbiddenExtraKeysError, ValueError, TypeError, CdrError) as exc:
-        lines = _format(exc)
+        lines = format_errors(exc)
         raise ConfigError("; ".join(lines)) from exc
 
 
