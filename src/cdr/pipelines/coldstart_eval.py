@@ -2,7 +2,8 @@
 
 Two NDCG flavours are reported, because MuSiC's NDCG (~0.85 on 160k items) can only be the
 ranking of each user's *rated* test items by predicted rating, with the ratings as gains:
-``ndcg@k`` ranks all candidate items (binary relevance, the contract's protocol);
+``ndcg@k`` ranks all candidate items with the ratings as graded gains (the evaluation
+protocol of cdr.metrics; precision/recall/hit count any rated item as a hit);
 ``rated_ndcg@k`` ranks only the user's rated items (graded gains, the paper's table).
 """
 
@@ -85,7 +86,13 @@ def evaluate_cold_users(
         return scores
 
     ranking = evaluate_ranking(
-        score_fn, users, item_vectors.shape[0], relevant, ks=ks, batch_size=batch_size
+        score_fn,
+        users,
+        item_vectors.shape[0],
+        relevant,
+        ks=ks,
+        graded=True,
+        batch_size=batch_size,
     )
     per_user[f"{prefix}ranking"] = ranking
     metrics.update({f"{prefix}{key}": value for key, value in ranking.summary().items()})
