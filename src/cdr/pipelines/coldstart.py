@@ -42,6 +42,11 @@ from cdr.evaluation.ranking import RankingResult
 from cdr.generators.ptupcdr import History
 from cdr.interfaces import Entity, Generator
 from cdr.pipelines.coldstart_eval import evaluate_cold_users
+from cdr.pipelines.generator_training import (
+    UserBatches,
+    train_overlapping_users,
+    train_side_users,
+)
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CHECKPOINTS, METRICS, save_checkpoint, write_json, write_table
@@ -302,72 +307,36 @@ def run_cold_start(
         generator, space, _history(dataset.source.interactions, dataset.num_users, device)
     )
     ckpt_dir = run_dir / CHECKPOINTS
-    params = [p for p in generator.parameters() if p.requires_grad]
     lam = float(getattr(cfg.generator, "joint_weight", 1.0))
     use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
     trainer = cfg.trainer
-    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "generator"))
-
-    def batches(users: Tensor) -> list[Tensor]:
-        perm = users[torch.randperm(users.numel(), generator=gen)]
-        return [
-            perm[s : s + trainer.batch_size].to(device)
-            for s in range(0, perm.numel(), trainer.batch_size)
-        ]
+    batches = UserBatches(trainer.batch_size, derive_seed(cfg.seed, "generator"), device)
 
     # Stage 1 (eq. 11): side users, no condition.
-    if params and use_side and split.side_users.numel():
-        opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-        generator.train()
-        for _ in range(trainer.epochs):
-            for users in batches(split.side_users):
-                loss = runner.loss(users, conditional=False)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            report("stage 1: side users", total=trainer.epochs, loss=loss.item())
+    if use_side:
+        train_side_users(generator, runner, split.side_users, trainer, batches, report)
         save_checkpoint(ckpt_dir / "stage1.pt", {"generator": generator.state_dict()})
 
-    # Stage 2 (eq. 12-13): overlapping training users; select on validation users.
+    # Stage 2 (eq. 12-13): overlapping training users; select on validation users' RMSE.
     train_ratings = _to(seen(split.train_users), device)
     val_ratings = _to(seen(split.val_users), device)
     select_users = split.val_users if len(val_ratings) else split.train_users
     select_ratings = val_ratings if len(val_ratings) else train_ratings
     val_seed = derive_seed(cfg.seed, "validation")
-    stopper = EarlyStopping(trainer.patience, mode="min")
-    if params:
-        opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-        for epoch in range(trainer.epochs):
-            generator.train()
-            for users in batches(split.train_users):
-                loss = torch.zeros((), device=device)
-                if lam > 0:
-                    loss = loss + lam * runner.loss(users, conditional=True)
-                if lam < 1:
-                    vectors = runner.generate(users)
-                    rating = _rating_loss(vectors, users, train_ratings, space.target_items)
-                    loss = loss + (1 - lam) * rating
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if (epoch + 1) % trainer.eval_every:
-                continue
-            generator.eval()
-            val = _val_rmse(runner, select_users.to(device), select_ratings, val_seed)
-            report("stage 2: overlapping users", total=trainer.epochs, val_rmse=val)
-            if stopper.improved(val):
-                save_checkpoint(
-                    ckpt_dir / "best.pt", {"generator": generator.state_dict(), "epoch": epoch}
-                )
-            if stopper.step(val, epoch, generator):
-                break
-        stopper.restore(generator)
-    generator.eval()
-    metrics["val_rmse"] = (
-        stopper.best
-        if params
-        else _val_rmse(runner, select_users.to(device), select_ratings, val_seed)
+    stopper = train_overlapping_users(
+        generator,
+        runner,
+        split.train_users,
+        trainer,
+        batches,
+        lam,
+        lambda vectors, users: _rating_loss(vectors, users, train_ratings, space.target_items),
+        lambda: _val_rmse(runner, select_users.to(device), select_ratings, val_seed),
+        EarlyStopping(trainer.patience, mode="min"),
+        ckpt_dir / "best.pt",
+        report,
     )
+    metrics["val_rmse"] = stopper.best
     metrics["stage2_epochs"] = float(stopper.best_epoch + 1)
 
     # Test (3.3.4, 3.4): cold-start users from noise + their auxiliary vectors.

@@ -43,10 +43,15 @@ from cdr.interfaces import Generator, Graph
 from cdr.pipelines.backbone_training import train_backbones
 from cdr.pipelines.coldstart import GeneratorRunner, TargetSpace, _history
 from cdr.pipelines.coldstart_eval import evaluate_cold_users
+from cdr.pipelines.generator_training import (
+    UserBatches,
+    train_overlapping_users,
+    train_side_users,
+)
 from cdr.pipelines.inductive import DOMAINS, DomainData, _build, item_modalities
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS, save_checkpoint, write_json
+from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import derive_seed
 from cdr.serving.artifacts import ServingArtifacts, save_artifacts
 from cdr.training.early_stopping import EarlyStopping
@@ -181,20 +186,14 @@ def run_composed(
         generator, space, _history(dataset.source.interactions, dataset.num_users, device)
     )
     trainer = cfg.trainer
-    params = [p for p in generator.parameters() if p.requires_grad]
     lam = float(getattr(cfg.generator, "joint_weight", 1.0))
-    use_side = bool(getattr(cfg.generator, "side_users", False))
-    gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "generator"))
+    use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
+    batches = UserBatches(trainer.batch_size, derive_seed(cfg.seed, "generator"), device)
     items_cal = space.target_items
-
-    def batches(users: Tensor) -> list[Tensor]:
-        perm = users[torch.randperm(users.numel(), generator=gen)]
-        return [
-            perm[s : s + trainer.batch_size].to(device)
-            for s in range(0, perm.numel(), trainer.batch_size)
-        ]
+    ratings_dev = Interactions(*(t.to(device) for t in attrs.astuple(train_ratings, recurse=False)))
 
     def rating_loss(vectors: Tensor, users: Tensor) -> Tensor:
+        """MSE of calibrated ratings a <u, v> + b of generated vectors (eq. 12)."""
         row = torch.full((dataset.num_users,), -1, dtype=torch.long, device=device)
         row[users] = torch.arange(users.numel(), device=device)
         part = ratings_dev.select(row[ratings_dev.user] >= 0)
@@ -203,17 +202,16 @@ def run_composed(
         pred = a * (vectors[row[part.user]] * items_cal[part.item]).sum(-1) + b
         return torch.nn.functional.mse_loss(pred, part.rating.float())
 
-    ratings_dev = Interactions(*(t.to(device) for t in attrs.astuple(train_ratings, recurse=False)))
-    if params and use_side and split.side_users.numel():
-        opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-        generator.train()
-        for _ in range(trainer.epochs):
-            for users in batches(split.side_users):
-                loss = runner.loss(users, conditional=False)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            report("generator stage 1: side users", total=trainer.epochs, loss=loss.item())
+    if use_side:
+        train_side_users(
+            generator,
+            runner,
+            split.side_users,
+            trainer,
+            batches,
+            report,
+            "generator stage 1: side users",
+        )
 
     val_users = split.val_users if split.val_users.numel() else split.train_users
     val_relevant = split.target_interactions(dataset, val_users, "seen")
@@ -235,34 +233,21 @@ def run_composed(
         )
         return result.summary().get(f"ndcg@{k}", 0.0) if len(result) else 0.0
 
-    selector = EarlyStopping(trainer.patience, mode="max")
-    if params:
-        opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-        for epoch in range(trainer.epochs):
-            generator.train()
-            for users in batches(split.train_users):
-                loss = torch.zeros((), device=device)
-                if lam > 0:
-                    loss = loss + lam * runner.loss(users, conditional=True)
-                if lam < 1:
-                    loss = loss + (1 - lam) * rating_loss(runner.generate(users), users)
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-            if (epoch + 1) % trainer.eval_every:
-                continue
-            generator.eval()
-            value = val_ndcg()
-            report("generator stage 2: overlapping users", total=trainer.epochs, val_ndcg=value)
-            if selector.improved(value):
-                save_checkpoint(
-                    ckpt_dir / "generator.pt", {"generator": generator.state_dict(), "epoch": epoch}
-                )
-            if selector.step(value, epoch, generator):
-                break
-        selector.restore(generator)
-    generator.eval()
-    metrics[f"val_ndcg@{k}"] = selector.best if params else val_ndcg()
+    selector = train_overlapping_users(
+        generator,
+        runner,
+        split.train_users,
+        trainer,
+        batches,
+        lam,
+        rating_loss,
+        val_ndcg,
+        EarlyStopping(trainer.patience, mode="max"),
+        ckpt_dir / "generator.pt",
+        report,
+        "generator stage 2: overlapping users",
+    )
+    metrics[f"val_ndcg@{k}"] = selector.best
     metrics["generator_epochs"] = float(selector.best_epoch + 1)
 
     # 4. test: cold-start users generated from their auxiliary vectors
