@@ -81,12 +81,16 @@ class RichReporter:
             if advance:
                 self.progress.advance(self.tasks[task], advance)
             return
+        task_id = self.tasks[task]
+        if total is not None and self.progress.tasks[task_id].finished:
+            # the same kind of work again (e.g. the other domain's features): start afresh
+            self.progress.reset(task_id, total=total, completed=0)
         kwargs: dict[str, Any] = (
             {"advance": advance, "info": shown} if shown else {"advance": advance}
         )
         if total is not None:
             kwargs["total"] = total
-        self.progress.update(self.tasks[task], **kwargs)
+        self.progress.update(task_id, **kwargs)
 
 
 @contextmanager
