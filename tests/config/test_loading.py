@@ -162,3 +162,25 @@ def test_bad_toml_file_names_the_file(tmp_path: Path) -> None:
 def test_frozen_configs_cannot_be_mutated() -> None:
     with pytest.raises(attrs.exceptions.FrozenInstanceError):
         TrainerConfig().epochs = 3  # type: ignore[misc]
+
+
+def test_backbone_without_generator_defaults_to_the_inductive_split(tmp_path: Path) -> None:
+    from cdr.config import load_experiment
+
+    chosen = {
+        "generator": "none",
+        "backbone": "inmo",
+        "dataset": "tiny",
+        "encoders.item": "constant",
+        "encoders.user": "constant",
+    }
+    split = load_experiment(None, REGISTRY, [], chosen).split
+    assert split.kind == "inductive" and split.unseen_item_fraction == 0.2
+    # a split the user names wins
+    assert load_experiment(None, REGISTRY, ["split.beta=0.5"], chosen).split.kind == "cold-start"
+    path = tmp_path / "exp.toml"
+    path.write_text('[split]\nkind = "cold-start"\n')
+    assert load_experiment(path, REGISTRY, [], chosen).split.kind == "cold-start"
+    # a generator keeps the cold-start default
+    with_generator = {**chosen, "generator": "ddpm"}
+    assert load_experiment(None, REGISTRY, [], with_generator).split.kind == "cold-start"

@@ -197,14 +197,36 @@ def load_experiment(
     overrides: Iterable[str] = (),
     components: Mapping[str, str] | None = None,
 ) -> ExperimentConfig:
-    """Packaged default <- config file <- component choices <- ``--set`` overrides."""
+    """Packaged default <- config file <- component choices <- ``--set`` overrides.
+
+    When the components chosen on the command line are a graph backbone without a generator
+    and neither the file nor ``--set`` names a split, the split defaults to MICRec's
+    inductive protocol (20% unseen users and items) instead of the default cold-start one.
+    """
     data = default_data()
-    if path is not None:
-        data = merge(data, read_toml(path))
+    file_data = read_toml(path) if path is not None else {}
+    data = merge(data, file_data)
     for section, kind in (components or {}).items():
         data = apply_overrides(data, [f"{section}.kind={kind}"])
+    overrides = list(overrides)
+    split_named = "split" in file_data or any(o.startswith("split.") for o in overrides)
+    chosen = components or {}
+    if (
+        not split_named
+        and chosen.get("generator") == "none"
+        and chosen.get("backbone", "none") != "none"
+    ):
+        data = apply_overrides(data, INDUCTIVE_DEFAULTS)
     data = apply_overrides(data, overrides)
     return structure_experiment(data, registry)
+
+
+#: the split a graph backbone without a generator defaults to (MICRec / INMO protocol)
+INDUCTIVE_DEFAULTS = (
+    "split.kind=inductive",
+    "split.unseen_user_fraction=0.2",
+    "split.unseen_item_fraction=0.2",
+)
 
 
 def replace(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
