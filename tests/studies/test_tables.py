@@ -78,3 +78,10 @@ def test_reproduce_writes_markdown_csv_and_png(
     assert "### a table" in text and "| A | **0.1050 ± 0.0050** |" in text
     assert (tmp_path / "toy.csv").read_text().startswith("table,method,condition,metric")
     assert (tmp_path / "toy.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_error_metrics_are_lower_is_better() -> None:
+    from cdr.studies.tables import lower_is_better
+
+    assert lower_is_better("mae") and lower_is_better("dual_rmse") and lower_is_better("target/mae")
+    assert not lower_is_better("ndcg@20") and not lower_is_better("dual_ndcg@20")

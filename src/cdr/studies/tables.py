@@ -83,6 +83,11 @@ def collect(spec: TableSpec, results: Sequence[CellResult]) -> TableResult:
     return TableResult(spec, values, run_dirs)
 
 
+def lower_is_better(metric: str) -> bool:
+    """Error metrics (``mae``, ``rmse``, ``dual_mae``, ``target/rmse``...) go down."""
+    return metric.split("@")[0].split("/")[-1].endswith(("mae", "rmse"))
+
+
 def _fmt(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
@@ -108,7 +113,7 @@ def render_markdown(result: TableResult, seeds: Sequence[int]) -> str:
             means = [result.mean_std(r, column, metric)[0] for r, _ in spec.rows]
             means = [m for m in means if not math.isnan(m)]
             if means:
-                lower = metric.split("@")[0] in ("mae", "rmse")
+                lower = lower_is_better(metric)
                 best[(column, metric)] = min(means) if lower else max(means)
     for row, _ in spec.rows:
         cells = [row]
