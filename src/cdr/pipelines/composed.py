@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 import attrs
 import torch
@@ -48,7 +48,7 @@ from cdr.pipelines.generator_training import (
     train_overlapping_users,
     train_side_users,
 )
-from cdr.pipelines.inductive import DOMAINS, DomainData, _build, item_modalities
+from cdr.pipelines.inductive import DOMAINS, DomainData, setup_backbones
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CHECKPOINTS, write_json
@@ -116,28 +116,18 @@ def run_composed(
     visible = _visible(dataset, split)
 
     # 1. backbones (+ aligner) on both domains' visible graphs
-    model, scorer = _build(cfg, registry, dataset, device)
     data: dict[str, DomainData] = {}
-    notes: list[str] = []
     for name in DOMAINS:
         domain = getattr(dataset, name)
         hold = _holdout_split(visible[name], derive_seed(cfg.seed, "holdout", name))
-        edges = hold.train.edge_index.to(device)
-        full = torch.cat([edges, hold.val.edge_index.to(device)], 1)
+        full = Interactions.concat([hold.train, hold.val])
         data[name] = DomainData(
             domain,
             hold,
-            Graph(edges, dataset.num_users, domain.num_items),
-            Graph(full, dataset.num_users, domain.num_items),
+            Graph(hold.train.edge_index, dataset.num_users, domain.num_items),
+            Graph(full.edge_index, dataset.num_users, domain.num_items),
         )
-        backbone: Any = model.backbone(name)
-        if hasattr(backbone, "prepare"):
-            backbone.prepare(data[name].train)
-        config = getattr(backbone, "config", None)
-        if hasattr(backbone, "set_modalities") and getattr(config, "multimodal", False):
-            backbone.set_modalities(
-                item_modalities(config, registry, data[name], device, report, notes)
-            )
+    model, scorer, data, notes = setup_backbones(cfg, registry, dataset, data, device, report)
     ckpt_dir = run_dir / CHECKPOINTS
     stopper = train_backbones(
         cfg,

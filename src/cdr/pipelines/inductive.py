@@ -268,6 +268,38 @@ def _build(
     return InductiveModel(backbones, aligner).to(device), scorer
 
 
+def setup_backbones(
+    cfg: ExperimentConfig,
+    registry: Registry,
+    dataset: CrossDomainDataset,
+    data: dict[str, DomainData],
+    device: torch.device,
+    report: Reporter,
+) -> tuple[InductiveModel, Scorer, dict[str, DomainData], list[str]]:
+    """Build the backbones (+ aligner, scorer), give them their training graphs and item
+    modalities, and move the graphs to ``device``. ``notes`` says what was left out."""
+    model, scorer = _build(cfg, registry, dataset, device)
+    notes: list[str] = []
+    for name, d in data.items():
+        backbone: Any = model.backbone(name)
+        if hasattr(backbone, "prepare"):
+            backbone.prepare(
+                Graph(d.train.edge_index.to(device), d.train.num_users, d.train.num_items)
+            )
+        config = getattr(backbone, "config", None)
+        if hasattr(backbone, "set_modalities") and getattr(config, "multimodal", False):
+            backbone.set_modalities(item_modalities(config, registry, d, device, report, notes))
+    on_device = {
+        name: attrs.evolve(
+            d,
+            train=attrs.evolve(d.train, edge_index=d.train.edge_index.to(device)),
+            full=attrs.evolve(d.full, edge_index=d.full.edge_index.to(device)),
+        )
+        for name, d in data.items()
+    }
+    return model, scorer, on_device, notes
+
+
 def run_inductive(
     cfg: ExperimentConfig,
     registry: Registry,
@@ -285,26 +317,7 @@ def run_inductive(
     split = inductive_split(dataset, cfg.split)
     data = {name: domain_data(dataset, name, getattr(split, name)) for name in DOMAINS}
 
-    model, scorer = _build(cfg, registry, dataset, device)
-    notes: list[str] = []
-    for name, d in data.items():
-        backbone: Any = model.backbone(name)
-        if hasattr(backbone, "prepare"):
-            backbone.prepare(
-                Graph(d.train.edge_index.to(device), d.train.num_users, d.train.num_items)
-            )
-        config = getattr(backbone, "config", None)
-        if hasattr(backbone, "set_modalities") and getattr(config, "multimodal", False):
-            backbone.set_modalities(item_modalities(config, registry, d, device, report, notes))
-    data = {
-        name: attrs.evolve(
-            d,
-            train=attrs.evolve(d.train, edge_index=d.train.edge_index.to(device)),
-            full=attrs.evolve(d.full, edge_index=d.full.edge_index.to(device)),
-        )
-        for name, d in data.items()
-    }
-
+    model, scorer, data, notes = setup_backbones(cfg, registry, dataset, data, device, report)
     stopper = train_backbones(
         cfg, model, scorer, data, dataset.num_users, run_dir / CHECKPOINTS, report
     )
