@@ -158,87 +158,29 @@ def run_composed(
     metrics["calibration_a"], metrics["calibration_b"] = a, b
 
     # 3. the generator: stage 1 side users, stage 2 overlapping training users
-    dim = space.target_users.shape[1]
-    container = build_container(cfg, registry)
-    ctx = BuildContext(
-        dim=dim,
-        in_dim=dim,
-        num_users=dataset.num_users,
-        num_items=dataset.target.num_items,
-        device=device,
-        seed=cfg.seed,
-    )
-    built = container.generator(ctx=ctx)
-    if not isinstance(built, Generator):
-        raise CompositionError(f"generator {cfg.generator.kind!r}: not a Generator")
-    generator = cast(nn.Module, built)
-    runner = GeneratorRunner(
-        generator, space, _history(dataset.source.interactions, dataset.num_users, device)
-    )
-    trainer = cfg.trainer
-    lam = float(getattr(cfg.generator, "joint_weight", 1.0))
-    use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
-    batches = UserBatches(trainer.batch_size, derive_seed(cfg.seed, "generator"), device)
-    items_cal = space.target_items
-    ratings_dev = Interactions(*(t.to(device) for t in attrs.astuple(train_ratings, recurse=False)))
-
-    def rating_loss(vectors: Tensor, users: Tensor) -> Tensor:
-        """MSE of calibrated ratings a <u, v> + b of generated vectors (eq. 12)."""
-        row = torch.full((dataset.num_users,), -1, dtype=torch.long, device=device)
-        row[users] = torch.arange(users.numel(), device=device)
-        part = ratings_dev.select(row[ratings_dev.user] >= 0)
-        if len(part) == 0:
-            return vectors.sum() * 0.0
-        pred = a * (vectors[row[part.user]] * items_cal[part.item]).sum(-1) + b
-        return torch.nn.functional.mse_loss(pred, part.rating.float())
-
-    if use_side:
-        train_side_users(
-            generator,
-            runner,
-            split.side_users,
-            trainer,
-            batches,
-            report,
-            "generator stage 1: side users",
-        )
-
     val_users = split.val_users if split.val_users.numel() else split.train_users
-    val_relevant = split.target_interactions(dataset, val_users, "seen")
-    k = cfg.evaluation.k
-
-    def val_ndcg() -> float:
-        with torch.no_grad():
-            vectors = runner.generate(val_users.to(device), seed=derive_seed(cfg.seed, "val"))
-        row = torch.full((dataset.num_users,), -1, dtype=torch.long)
-        row[val_users] = torch.arange(val_users.numel())
-        result = evaluate_ranking(
-            lambda batch: (vectors[row[batch].to(device)] @ items_cal.T).cpu(),
-            val_users,
-            dataset.target.num_items,
-            val_relevant,
-            ks=(k,),
-            graded=True,
-            batch_size=cfg.evaluation.batch_size,
-        )
-        return result.summary().get(f"ndcg@{k}", 0.0) if len(result) else 0.0
-
-    selector = train_overlapping_users(
-        generator,
-        runner,
+    generator, runner, gen_metrics = train_generator(
+        cfg,
+        registry,
+        dataset.num_users,
+        dataset.target.num_items,
+        space,
+        dataset.source.interactions,
+        train_ratings,
+        (a, b),
+        split.side_users,
         split.train_users,
-        trainer,
-        batches,
-        lam,
-        rating_loss,
-        val_ndcg,
-        EarlyStopping(trainer.patience, mode="max"),
+        val_users,
+        split.target_interactions(dataset, val_users, "seen"),
+        None,
         ckpt_dir / "generator.pt",
+        device,
         report,
-        "generator stage 2: overlapping users",
     )
-    metrics[f"val_ndcg@{k}"] = selector.best
-    metrics["generator_epochs"] = float(selector.best_epoch + 1)
+    metrics.update(gen_metrics)
+    k = cfg.evaluation.k
+    items_cal = space.target_items
+    dim = space.target_users.shape[1]
 
     # 4. test: cold-start users generated from their auxiliary vectors
     with torch.no_grad():
@@ -297,3 +239,103 @@ def run_composed(
         dataset.source.interactions,
     )
     return metrics
+
+
+def train_generator(
+    cfg: ExperimentConfig,
+    registry: Registry,
+    num_users: int,
+    num_items: int,
+    space: TargetSpace,
+    source_history: Interactions,
+    train_ratings: Interactions,
+    calibration: tuple[float, float],
+    side_users: Tensor,
+    train_users: Tensor,
+    val_users: Tensor,
+    val_relevant: Interactions,
+    val_exclude: Interactions | None,
+    best_path: Path,
+    device: torch.device,
+    report: Reporter,
+) -> tuple[nn.Module, GeneratorRunner, dict[str, float]]:
+    """Build the configured generator on the frozen ``space`` and train its two stages;
+    selection on the validation users' NDCG@k of generated vectors (graded gains)."""
+    dim = space.target_users.shape[1]
+    container = build_container(cfg, registry)
+    ctx = BuildContext(
+        dim=dim,
+        in_dim=dim,
+        num_users=num_users,
+        num_items=num_items,
+        device=device,
+        seed=cfg.seed,
+    )
+    built = container.generator(ctx=ctx)
+    if not isinstance(built, Generator):
+        raise CompositionError(f"generator {cfg.generator.kind!r}: not a Generator")
+    generator = cast(nn.Module, built)
+    runner = GeneratorRunner(generator, space, _history(source_history, num_users, device))
+    trainer = cfg.trainer
+    lam = float(getattr(cfg.generator, "joint_weight", 1.0))
+    use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
+    batches = UserBatches(trainer.batch_size, derive_seed(cfg.seed, "generator"), device)
+    items = space.target_items
+    a, b = calibration
+    ratings = Interactions(*(t.to(device) for t in attrs.astuple(train_ratings, recurse=False)))
+
+    def rating_loss(vectors: Tensor, users: Tensor) -> Tensor:
+        """MSE of calibrated ratings a <u, v> + b of generated vectors (eq. 12)."""
+        row = torch.full((num_users,), -1, dtype=torch.long, device=device)
+        row[users] = torch.arange(users.numel(), device=device)
+        part = ratings.select(row[ratings.user] >= 0)
+        if len(part) == 0:
+            return vectors.sum() * 0.0
+        pred = a * (vectors[row[part.user]] * items[part.item]).sum(-1) + b
+        return torch.nn.functional.mse_loss(pred, part.rating.float())
+
+    if use_side:
+        train_side_users(
+            generator,
+            runner,
+            side_users,
+            trainer,
+            batches,
+            report,
+            "generator stage 1: side users",
+        )
+    k = cfg.evaluation.k
+
+    def val_ndcg() -> float:
+        with torch.no_grad():
+            vectors = runner.generate(val_users.to(device), seed=derive_seed(cfg.seed, "val"))
+        row = torch.full((num_users,), -1, dtype=torch.long)
+        row[val_users] = torch.arange(val_users.numel())
+        result = evaluate_ranking(
+            lambda batch: (vectors[row[batch].to(device)] @ items.T).cpu(),
+            val_users,
+            num_items,
+            val_relevant,
+            val_exclude,
+            ks=(k,),
+            graded=True,
+            batch_size=cfg.evaluation.batch_size,
+        )
+        return result.summary().get(f"ndcg@{k}", 0.0) if len(result) else 0.0
+
+    selector = train_overlapping_users(
+        generator,
+        runner,
+        train_users,
+        trainer,
+        batches,
+        lam,
+        rating_loss,
+        val_ndcg,
+        EarlyStopping(trainer.patience, mode="max"),
+        best_path,
+        report,
+        "generator stage 2: overlapping users",
+    )
+    metrics = {f"val_ndcg@{k}": selector.best, "generator_epochs": float(selector.best_epoch + 1)}
+    return generator, runner, metrics
