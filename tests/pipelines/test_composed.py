@@ -119,3 +119,18 @@ def test_calibration_recovers_an_affine_rating_map() -> None:
     assert a == pytest.approx(0.7, abs=1e-5) and b == pytest.approx(3.0, abs=1e-5)
     uc, ic = calibrated(users, items, a, b)
     assert torch.allclose(uc @ ic.T, 0.7 * users @ items.T + 3.0, atol=1e-4)
+
+
+def test_ddpm_on_inmo_on_the_inductive_protocol(tmp_path: Path) -> None:
+    registry = Registry()
+    cfg = load_experiment(
+        None, registry, [*BASE, "split.kind=inductive", "split.unseen_item_fraction=0.2"]
+    )
+    m = run_experiment(cfg, registry, run_dir=tmp_path / "run").metrics
+    assert m["generated_users"] > 0
+    for prefix in ("target", "generated/target"):
+        for cut in ("all-users/all-items", "unseen-users/all-items", "all-users/unseen-items"):
+            assert math.isfinite(m[f"{prefix}/{cut}/ndcg@5"]), (prefix, cut)
+    # seen users keep their backbone vectors: identical metrics on the seen-users slice
+    seen = "seen-users/all-items/ndcg@5"
+    assert m[f"generated/target/{seen}"] == pytest.approx(m[f"target/{seen}"])
