@@ -53,6 +53,10 @@ def run(
     console.print(metrics_table(record))
 
 
+def _cell(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else f"{value}"
+
+
 @user_errors
 def sweep(
     config: Annotated[Path | None, typer.Argument(help="Base experiment config (TOML).")] = None,
@@ -84,7 +88,7 @@ def sweep(
     for column in columns:
         table.add_column(column)
     for row in rows:
-        table.add_row(*(f"{row.get(c, '')}" for c in columns))
+        table.add_row(*(_cell(row.get(c, "")) for c in columns))
     console.print(table)
     if axes:
         plot_sweep(out / "sweep.png", rows, axes[0][0], metric)
