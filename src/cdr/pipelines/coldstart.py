@@ -375,21 +375,24 @@ def run_cold_start(
         per_user.update(dual_per_user)
     metrics["terminal_snr"] = _terminal_snr(generator)
     _write(run_dir, metrics, per_user)
-    _save_serving(run_dir, cfg, dataset, visible, space, generator, split.test_users, vectors)
+    save_space_serving(
+        run_dir, cfg, dataset, visible.interactions, space, generator, split.test_users, vectors
+    )
     return metrics
 
 
-def _save_serving(
+def save_space_serving(
     run_dir: Path,
     cfg: ExperimentConfig,
     dataset: CrossDomainDataset,
-    visible: Domain,
+    seen: Interactions,
     space: TargetSpace,
     generator: nn.Module,
     test_users: Tensor,
     vectors: Tensor,
 ) -> None:
-    """Serving artifacts: known users' target vectors (cold test users: generated ones).
+    """Serving artifacts of a frozen target space: known users' target vectors (cold test
+    users: their generated ones), item vectors, ``seen`` target edges, the generator.
 
     Generators that read the auxiliary history (PTUPCDR) are not saved for serving new
     cold-start users: the bundle's fold-in gives a vector, not a history.
@@ -410,8 +413,8 @@ def _save_serving(
             target_users=target_users,
             source_items=space.source_items,
             target_items=space.target_items,
-            seen_user=visible.interactions.user,
-            seen_item=visible.interactions.item,
+            seen_user=seen.user,
+            seen_item=seen.item,
             generator=generator if servable else None,
             generator_spec={"kind": cfg.generator.kind, "dim": dim, "in_dim": dim}
             if servable

@@ -48,7 +48,12 @@ from cdr.evaluation.ranking import evaluate_ranking
 from cdr.evaluation.results import write_results
 from cdr.interfaces import Generator, Graph
 from cdr.pipelines.backbone_training import train_backbones
-from cdr.pipelines.coldstart import GeneratorRunner, TargetSpace, _history
+from cdr.pipelines.coldstart import (
+    GeneratorRunner,
+    TargetSpace,
+    _history,
+    save_space_serving,
+)
 from cdr.pipelines.coldstart_eval import evaluate_cold_users
 from cdr.pipelines.generator_training import (
     UserBatches,
@@ -67,7 +72,6 @@ from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import derive_seed
-from cdr.serving.artifacts import ServingArtifacts, save_artifacts
 from cdr.training.early_stopping import EarlyStopping
 
 #: fraction of each domain's training edges held out to early-stop the backbones
@@ -191,7 +195,6 @@ def run_composed(
     metrics.update(gen_metrics)
     k = cfg.evaluation.k
     items_cal = space.target_items
-    dim = space.target_users.shape[1]
 
     # 4. test: cold-start users generated from their auxiliary vectors
     with torch.no_grad():
@@ -230,24 +233,8 @@ def run_composed(
         write_json(run_dir / "notes.json", {"notes": notes})
 
     # serving: known users keep their backbone target vectors; cold users get generated ones
-    target_users = space.target_users.clone()
-    target_users[split.test_users.to(device)] = vectors
-    save_artifacts(
-        run_dir,
-        ServingArtifacts(
-            user_ids=dataset.user_ids,
-            source_item_ids=dataset.source.item_ids,
-            target_item_ids=dataset.target.item_ids,
-            source_users=space.source_users,
-            target_users=target_users,
-            source_items=space.source_items,
-            target_items=space.target_items,
-            seen_user=visible["target"].user,
-            seen_item=visible["target"].item,
-            generator=generator,
-            generator_spec={"kind": cfg.generator.kind, "dim": dim, "in_dim": dim},
-        ),
-        dataset.source.interactions,
+    save_space_serving(
+        run_dir, cfg, dataset, visible["target"], space, generator, split.test_users, vectors
     )
     return metrics
 
