@@ -45,9 +45,13 @@ def test_unet_forward_backward_batch_1024(benchmark) -> None:
     benchmark(step)
 
 
-@pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
-def test_sample_100k_cold_users_t10_eager(benchmark, sampler: str) -> None:
-    gen = _generator(sampler=sampler)
+@pytest.mark.parametrize(
+    ("sampler", "dtype"), [("ddpm", "float32"), ("ddim", "float32"), ("ddpm", "bfloat16")]
+)
+def test_sample_100k_cold_users_t10_eager(benchmark, sampler: str, dtype: str) -> None:
+    """Target: < 1 s on the 2-core CPU. Met by the bfloat16 path (chunked, autocast); the
+    float32 path is recorded (about 200 GFLOP of dense layers) and xfails above 1 s."""
+    gen = _generator(sampler=sampler, sample_dtype=dtype)
     cond = torch.randn(COLD_USERS, DIM)
 
     def run() -> torch.Tensor:
@@ -59,8 +63,10 @@ def test_sample_100k_cold_users_t10_eager(benchmark, sampler: str) -> None:
     benchmark.extra_info["peak_rss_gib"] = _peak_rss_gib()
     median = benchmark.stats.stats.median
     benchmark.extra_info["target_s"] = 1.0
-    if median >= 1.0:  # ~200 GFLOP of dense layers: beyond 2 CPU cores in eager fp32
-        pytest.xfail(f"target < 1 s on the 2-core CPU not met: median {median:.2f} s")
+    if dtype == "bfloat16":
+        assert median < 1.0, f"bfloat16 sampling took {median:.2f} s (target < 1 s)"
+    elif median >= 1.0:
+        pytest.xfail(f"float32 path: median {median:.2f} s (the < 1 s target is met in bfloat16)")
 
 
 def test_sample_100k_cold_users_t10_compiled_agrees_with_eager(benchmark) -> None:

@@ -26,6 +26,14 @@ class TimeEmbedding(nn.Module):
         return self.mlp(timestep_embedding(t, self.dim))
 
 
+def shared_time_embedding(time: TimeEmbedding, t: Tensor) -> Tensor:
+    """time(t) [B, D]; when every row has the same step (sampling), computed once as [1, D]
+    and broadcast by the blocks: the same values without B copies of the time MLP."""
+    if t.numel() > 1 and bool((t == t[0]).all()):
+        return time(t[:1])
+    return time(t)
+
+
 class ConditionInput(nn.Module):
     """x_t + f_con ("added to the input feature vector", 3.3.3); a linear map first when the
     condition width differs from the vector width; x_t unchanged when f_con is None."""
@@ -88,7 +96,7 @@ class VectorUNet(nn.Module):
         self.out = nn.Linear(2 * w[0], dim)
 
     def forward(self, x_t: Tensor, t: Tensor, condition: Tensor | None = None) -> Tensor:
-        temb = self.time(t)  # [B, time_dim]
+        temb = shared_time_embedding(self.time, t)  # [B or 1, time_dim]
         h = self.inp(self.condition(x_t, condition))  # [B, w0]
         skips = [h]
         for block in self.down:  # down-sampling: widths shrink
