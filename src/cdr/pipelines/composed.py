@@ -45,7 +45,7 @@ from cdr.device import resolve_device
 from cdr.errors import CompositionError
 from cdr.evaluation.inductive import evaluate_inductive
 from cdr.evaluation.ranking import evaluate_ranking
-from cdr.evaluation.results import write_results
+from cdr.evaluation.results import flatten, write_results
 from cdr.interfaces import Generator, Graph
 from cdr.pipelines.backbone_training import train_backbones
 from cdr.pipelines.coldstart import (
@@ -439,10 +439,9 @@ def run_composed_inductive(
         ks=ks,
         batch_size=batch,
     )
-    for slice_name, result in results.items():
-        per_user[f"generated/target/{slice_name}"] = result
-        for metric, value in result.summary().items():
-            metrics[f"generated/target/{slice_name}/{metric}"] = value
+    generated = {f"generated/target/{name}": result for name, result in results.items()}
+    per_user.update(generated)
+    metrics.update(flatten(generated))
     metrics["generated_users"] = float(cold.numel())
     write_results(run_dir, {k_: v for k_, v in metrics.items() if not math.isnan(v)}, per_user)
     if notes:

@@ -211,6 +211,7 @@ def test(
     ``<domain>/<slice>/<metric>`` (the all-users/all-items slice also as
     ``<domain>/<metric>``), the per-user results, and the representations."""
     from cdr.evaluation.inductive import ALL, evaluate_inductive
+    from cdr.evaluation.results import flatten
 
     model.eval()
     reps = model.represent({name: d.full for name, d in data.items()})
@@ -226,12 +227,11 @@ def test(
             ks=ks,
             batch_size=batch_size,
         )
-        for slice_name, result in results.items():
-            per_user[f"{name}/{slice_name}"] = result
-            for metric, value in result.summary().items():
-                metrics[f"{name}/{slice_name}/{metric}"] = value
-                if slice_name == ALL:
-                    metrics[f"{name}/{metric}"] = value
+        prefixed = {f"{name}/{slice_name}": result for slice_name, result in results.items()}
+        per_user.update(prefixed)
+        metrics.update(flatten(prefixed))
+        # the all-users/all-items slice also as <domain>/<metric>
+        metrics.update({f"{name}/{k}": v for k, v in results[ALL].summary().items()})
     return metrics, per_user, reps
 
 
