@@ -106,3 +106,15 @@ def fake_pipeline(
     metrics = {"ndcg@20": 0.1 + cfg.seed / 100, "steps": float(getattr(cfg.generator, "steps", 0))}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
     return metrics
+
+
+#: config overrides selecting the test-only components (no real data or weights needed)
+FAKE_OVERRIDES = (
+    "dataset.kind=tiny",
+    "encoders.item.kind=constant",
+    "encoders.user.kind=constant",
+    "generator.kind=identity",
+    "backbone.kind=none",
+    "aligner.kind=none",
+    "scorer.kind=dot",
+)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import attrs
 import pytest
-from support import registry_with_fakes
+from support import FAKE_OVERRIDES, registry_with_fakes
 
 from cdr.composition import PipelineKind, plan
 from cdr.config import ExperimentConfig
@@ -19,15 +19,7 @@ def cfg(
     base = structure_experiment(
         apply_overrides(
             {},
-            [
-                "dataset.kind=tiny",
-                "encoders.item.kind=constant",
-                "encoders.user.kind=constant",
-                "generator.kind=identity",
-                "backbone.kind=none",
-                "aligner.kind=none",
-                "scorer.kind=dot",
-            ],
+            list(FAKE_OVERRIDES),
         ),
         REGISTRY,
     )

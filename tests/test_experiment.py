@@ -5,31 +5,17 @@ from pathlib import Path
 
 import pytest
 import support
-from support import registry_with_fakes
+from support import FAKE_OVERRIDES, registry_with_fakes
 
-from cdr import experiment
-from cdr.composition import PipelineKind
 from cdr.config.loading import apply_overrides, structure_experiment
 from cdr.errors import RunError
 from cdr.experiment import resume_experiment, run_experiment
 
 REGISTRY = registry_with_fakes()
-BASE = [
-    "dataset.kind=tiny",
-    "encoders.item.kind=constant",
-    "encoders.user.kind=constant",
-    "generator.kind=identity",
-    "backbone.kind=none",
-    "aligner.kind=none",
-    "scorer.kind=dot",
-]
+BASE = list(FAKE_OVERRIDES)
 
 
-@pytest.fixture(autouse=True)
-def fake_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    for kind in PipelineKind:
-        monkeypatch.setitem(experiment.PIPELINES, kind, "support:fake_pipeline")
-    support.CALLS.clear()
+pytestmark = pytest.mark.usefixtures("fake_pipelines")
 
 
 def test_run_writes_config_status_and_metrics(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from support import registry_with_fakes
+from support import FAKE_OVERRIDES, registry_with_fakes
 from typer.testing import CliRunner
 
 from cdr.config import config_to_toml
@@ -18,15 +18,7 @@ from cdr.serving.bundle import Recommender, export_bundle
 from cdr.serving.fold_in import fit_fold_in
 
 REGISTRY = registry_with_fakes()
-BASE = [
-    "dataset.kind=tiny",
-    "encoders.item.kind=constant",
-    "encoders.user.kind=constant",
-    "generator.kind=identity",
-    "backbone.kind=none",
-    "aligner.kind=none",
-    "scorer.kind=dot",
-]
+BASE = list(FAKE_OVERRIDES)
 
 
 def finished_run(tmp_path: Path) -> Path:

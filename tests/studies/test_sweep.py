@@ -6,8 +6,6 @@ import pytest
 import support
 from support import registry_with_fakes
 
-from cdr import experiment
-from cdr.composition import PipelineKind
 from cdr.errors import ConfigError
 from cdr.studies.cells import run_cells
 from cdr.studies.sweep import grid_cells, parse_grid, plot_sweep, sweep_table, write_csv
@@ -20,11 +18,7 @@ BASE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fake_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    for kind in PipelineKind:
-        monkeypatch.setitem(experiment.PIPELINES, kind, "support:fake_pipeline")
-    support.CALLS.clear()
+pytestmark = pytest.mark.usefixtures("fake_pipelines")
 
 
 def test_grid_is_the_cartesian_product_times_seeds() -> None:

@@ -6,8 +6,6 @@ import pytest
 import support
 from support import registry_with_fakes
 
-from cdr import experiment
-from cdr.composition import PipelineKind
 from cdr.studies.tables import TableSpec, render_markdown, run_table, table_rows
 
 REGISTRY = registry_with_fakes()
@@ -18,11 +16,7 @@ BASE = {
 }
 
 
-@pytest.fixture(autouse=True)
-def fake_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    for kind in PipelineKind:
-        monkeypatch.setitem(experiment.PIPELINES, kind, "support:fake_pipeline")
-    support.CALLS.clear()
+pytestmark = pytest.mark.usefixtures("fake_pipelines")
 
 
 def test_table_aggregates_seeds_and_marks_the_best(tmp_path: Path) -> None:
