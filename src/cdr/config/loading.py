@@ -15,7 +15,6 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import attrs
 import cattrs
 import tomli_w
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
@@ -227,7 +226,3 @@ INDUCTIVE_DEFAULTS = (
     "split.unseen_user_fraction=0.2",
     "split.unseen_item_fraction=0.2",
 )
-
-
-def replace(cfg: ExperimentConfig, **changes: Any) -> ExperimentConfig:
-    return attrs.evolve(cfg, **changes)

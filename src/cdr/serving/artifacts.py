@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from cdr.data.records import Interactions
 from cdr.errors import RunError
-from cdr.runs import atomic_write_bytes, atomic_write_text
+from cdr.runs import atomic_write_text
 from cdr.serving.fold_in import fit_fold_in
 
 SERVING = "serving"
@@ -116,12 +116,3 @@ def load_artifact_files(
     gen_path = folder / "generator.safetensors"
     state = load_file(str(gen_path)) if gen_path.exists() else {}
     return tensors, meta, state
-
-
-def copy_bytes(src: Path, dst: Path) -> None:
-    atomic_write_bytes(dst, src.read_bytes())
-
-
-def empty_seen() -> tuple[Tensor, Tensor]:
-    long = torch.empty(0, dtype=torch.long)
-    return long, long.clone()

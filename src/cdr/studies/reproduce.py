@@ -6,7 +6,6 @@ import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from cdr.errors import ConfigError
 from cdr.progress import Reporter
@@ -114,11 +113,3 @@ def _plot(results: Sequence[TableResult], path: Path) -> bool:
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return True
-
-
-def describe(paper: str) -> list[dict[str, Any]]:
-    """What ``paper`` would run: one row per table."""
-    return [
-        {"table": s.name, "title": s.title, "rows": len(s.rows), "conditions": len(s.columns)}
-        for s in TABLES.get(paper, ())
-    ]
