@@ -12,12 +12,13 @@ from typing import Any
 
 import attrs
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_tensors
 from torch import Tensor, nn
 
 from cdr.data.records import Interactions
 from cdr.errors import RunError
-from cdr.runs import atomic_write_text
+from cdr.runs import atomic_write_bytes, atomic_write_text
 from cdr.serving.fold_in import fit_fold_in
 
 SERVING = "serving"
@@ -85,9 +86,7 @@ def save_artifacts(
         ).contiguous()
     else:
         tensors["fold_in"] = torch.eye(tensors["source_items"].shape[1])
-    tmp = out / ".tensors.safetensors.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / "tensors.safetensors")
+    atomic_write_bytes(out / "tensors.safetensors", save_tensors(tensors))
     meta: dict[str, Any] = {
         "user_ids": list(art.user_ids),
         "source_item_ids": list(art.source_item_ids),
@@ -96,9 +95,7 @@ def save_artifacts(
     }
     if art.generator is not None:
         state = {k: v.detach().cpu().contiguous() for k, v in art.generator.state_dict().items()}
-        gtmp = out / ".generator.safetensors.tmp"
-        save_file(state, str(gtmp))
-        gtmp.replace(out / "generator.safetensors")
+        atomic_write_bytes(out / "generator.safetensors", save_tensors(state))
     atomic_write_text(out / "meta.json", json.dumps(meta))
     return out
 
