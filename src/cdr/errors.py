@@ -49,3 +49,19 @@ class ModelFileError(CdrError):
 
 class RunError(CdrError):
     """A run directory is missing, incomplete or would be overwritten."""
+
+
+class BundleError(CdrError):
+    """A serving bundle is missing, tampered with or does not match its schema."""
+
+
+class InputError(CdrError):
+    """A request or CLI argument is malformed (a history file, a user id, ``k``)."""
+
+
+class DivergenceError(RunError):
+    """Training produced a non-finite loss; names the stage and step."""
+
+
+class UnsafePathError(CdrError):
+    """A name or path built from user input would leave its parent directory."""
