@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from cdr.config import config_to_toml
 from cdr.config.loading import apply_overrides, structure_experiment
 from cdr.data.records import Interactions
-from cdr.errors import DataError, RunError
+from cdr.errors import BundleError, InputError, RunError
 from cdr.generators.identity import IdentityGenerator
 from cdr.serving.artifacts import ServingArtifacts, save_artifacts
 from cdr.serving.bundle import Recommender, export_bundle
@@ -69,7 +69,7 @@ def test_cold_start_user_from_auxiliary_history(tmp_path: Path) -> None:
     )
     rec = model.recommend_cold("new", [("s1", 5.0)], k=1)  # history of item s1 = [0, 1]
     assert rec.cold_start and rec.items == ("t2",)
-    with pytest.raises(DataError, match="unknown auxiliary item id"):
+    with pytest.raises(InputError, match="unknown auxiliary item id"):
         model.recommend_cold("new", [("nope", 1.0)])
 
 
@@ -86,10 +86,10 @@ def test_fold_in_is_exact_when_user_vectors_are_history_means() -> None:
 
 
 def test_bad_bundles_are_clear_errors(tmp_path: Path) -> None:
-    with pytest.raises(RunError, match="no such bundle"):
+    with pytest.raises(BundleError, match="no such bundle"):
         Recommender.load(tmp_path / "none.cdr", REGISTRY)
     (tmp_path / "junk.cdr").write_text("not a zip")
-    with pytest.raises(RunError, match="not a cdr bundle"):
+    with pytest.raises(BundleError, match="not a cdr bundle"):
         Recommender.load(tmp_path / "junk.cdr", REGISTRY)
     with pytest.raises(RunError, match="no serving artifacts"):
         export_bundle(tmp_path, tmp_path / "x.cdr", REGISTRY)
@@ -113,4 +113,4 @@ def test_recommend_cli_prints_json(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert cold.exit_code == 0, cold.output
     assert json.loads(cold.stdout)[0]["cold_start"] is True
     unknown = runner.invoke(app, ["recommend", str(bundle), "--user", "zzz"])
-    assert unknown.exit_code == 1 and "unknown user id(s) zzz" in unknown.stderr
+    assert unknown.exit_code == 1 and "unknown user id(s) 'zzz'" in unknown.stderr

@@ -12,7 +12,8 @@ from typing import Any
 
 import attrs
 import torch
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 from torch import Tensor, nn
 
@@ -20,6 +21,7 @@ from cdr.data.records import Interactions
 from cdr.errors import RunError
 from cdr.runs import atomic_write_bytes, atomic_write_text
 from cdr.serving.fold_in import fit_fold_in
+from cdr.serving.schema import one_line
 
 SERVING = "serving"
 
@@ -103,13 +105,35 @@ def save_artifacts(
 def load_artifact_files(
     folder: Path,
 ) -> tuple[dict[str, Tensor], dict[str, Any], dict[str, Tensor]]:
-    """(tensors, meta, generator state) from a ``serving/`` folder."""
-    if not (folder / "meta.json").exists():
+    """(tensors, meta, generator state) from a ``serving/`` folder; RunError when damaged.
+
+    Only parsed here (safetensors, JSON); ``cdr export`` holds them to the bundle schema.
+    """
+    if not (folder / "meta.json").is_file():
         raise RunError(
             f"{folder}: no serving artifacts (was the run finished by a pipeline that saves them?)"
         )
-    tensors = load_file(str(folder / "tensors.safetensors"))
-    meta = json.loads((folder / "meta.json").read_text())
+    tensors = _load_tensors(folder / "tensors.safetensors")
+    meta_path = folder / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RunError(f"{meta_path}: unreadable ({one_line(exc)})") from exc
+    except (ValueError, RecursionError) as exc:
+        raise RunError(f"{meta_path}: not valid JSON ({one_line(exc)})") from exc
+    if not isinstance(meta, dict):
+        raise RunError(f"{meta_path}: expected a JSON object")
     gen_path = folder / "generator.safetensors"
-    state = load_file(str(gen_path)) if gen_path.exists() else {}
+    state = _load_tensors(gen_path) if gen_path.exists() else {}
     return tensors, meta, state
+
+
+def _load_tensors(path: Path) -> dict[str, Tensor]:
+    if not path.is_file():
+        raise RunError(f"{path}: missing", hint="re-run the experiment to rewrite it")
+    try:
+        return dict(load_tensors(path.read_bytes()))
+    except OSError as exc:
+        raise RunError(f"{path}: unreadable ({one_line(exc)})") from exc
+    except (SafetensorError, ValueError, TypeError, RuntimeError, OverflowError) as exc:
+        raise RunError(f"{path}: not a safetensors file ({one_line(exc)})") from exc
