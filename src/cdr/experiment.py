@@ -2,7 +2,8 @@
 
 A run directory is never overwritten: a new run gets a fresh directory; ``resume`` continues
 an unfinished one from its saved ``config.toml`` (pipelines pick up their checkpoints).
-``status.json`` says whether a run finished, so an interrupted run is recognisable.
+``status.json`` says whether a run finished ("done"), is still "running" (or was killed),
+was "interrupted" (Ctrl-C) or "failed" (with the one-line reason, e.g. a diverging loss).
 """
 
 from __future__ import annotations
@@ -107,7 +108,24 @@ def _execute(
     started = time.time()
     write_json(run_dir / STATUS, {"state": "running", "pipeline": str(kind), "started": started})
     seed_everything(cfg.seed)
-    metrics = _pipeline(kind)(cfg, registry, run_dir, reporter)
+    try:
+        metrics = _pipeline(kind)(cfg, registry, run_dir, reporter)
+    except BaseException as exc:
+        # the status says why; checkpoints written so far stay for --resume
+        interrupted = isinstance(exc, KeyboardInterrupt)
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        write_json(
+            run_dir / STATUS,
+            {
+                "state": "interrupted" if interrupted else "failed",
+                "pipeline": str(kind),
+                "started": started,
+                "seconds": round(time.time() - started, 3),
+                "reason": reason,
+                "error": type(exc).__name__,
+            },
+        )
+        raise
     write_json(
         run_dir / STATUS,
         {

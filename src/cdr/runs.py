@@ -1,8 +1,9 @@
 """Run directories: where a run's config, metrics, per-user metrics and checkpoints live.
 
-Every write is atomic (temp file in the same directory, then ``os.replace``), so an
+Every write is atomic (temp file in the same directory, fsync, then ``os.replace``), so an
 interrupted run never leaves a half-written file; an existing run directory is never
-overwritten.
+overwritten. Run names are confined to their output directory (no ``/``, no ``..``).
+Checkpoints live in ``cdr.training.checkpoint`` (safetensors + JSON, never pickle).
 """
 
 from __future__ import annotations
@@ -20,14 +21,25 @@ import pyarrow.parquet as pq
 import torch
 
 from cdr.errors import RunError
+from cdr.paths import safe_name
 
 CONFIG = "config.toml"
 METRICS = "metrics.json"
 CHECKPOINTS = "checkpoints"
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so readers see the old file or the new one, never half."""
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never half.
+
+    The data is fsynced before the rename; the file gets the mode a plain ``open`` would
+    (0666 less the umask), not the 0600 of the temporary file.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -35,6 +47,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -46,7 +59,10 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def create_run_dir(output_dir: Path, name: str) -> Path:
-    """A new directory ``output_dir/<name>-<YYYYmmdd-HHMMSS>[-n]``; never an existing one."""
+    """A new directory ``output_dir/<name>-<YYYYmmdd-HHMMSS>[-n]``; never an existing one.
+
+    ``name`` must be one plain path component (UnsafePathError otherwise)."""
+    safe_name(name, "name")
     output_dir.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     for n in range(1000):
@@ -82,23 +98,3 @@ def write_table(path: Path, columns: Mapping[str, torch.Tensor | list[Any]]) -> 
     sink = pa.BufferOutputStream()
     pq.write_table(pa.table(arrays), sink)
     atomic_write_bytes(path, sink.getvalue().to_pybytes())
-
-
-def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    """torch.save ``state`` atomically (a killed run keeps its previous checkpoint)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(dict(state), tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def load_checkpoint(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        raise RunError(f"{path}: no checkpoint")
-    state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=False)
-    return state

@@ -82,7 +82,7 @@ experiments = st.builds(
         batch_size=st.integers(1, 4096),
     ),
     evaluation=st.builds(EvaluationConfig, k=st.integers(1, 100)),
-    name=st.text(min_size=1, max_size=20),
+    name=st.from_regex(r"[A-Za-z0-9][A-Za-z0-9_=+-]{0,19}", fullmatch=True),
     seed=st.integers(0, 2**31),
     device=st.sampled_from(["auto", "cpu", "cuda"]),
 )

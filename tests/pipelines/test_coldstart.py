@@ -52,7 +52,7 @@ def test_seeded_runs_repeat_and_dual_cold_start_is_reported(tmp_path: Path) -> N
     assert a == b
     assert math.isfinite(a["dual_rmse"]) and "dual_ndcg@20" in a
     assert a["terminal_snr"] == pytest.approx(9.39, abs=0.01)
-    assert (tmp_path / "a" / "checkpoints" / "best.pt").exists()
+    assert (tmp_path / "a" / "checkpoints" / "stage2.done.safetensors").exists()
 
 
 def test_history_keeps_most_recent_items_per_user() -> None:

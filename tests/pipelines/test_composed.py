@@ -20,6 +20,7 @@ from cdr.experiment import resume_experiment, run_experiment, run_status
 from cdr.pipelines.composed import calibrate, calibrated
 from cdr.registry import Registry
 from cdr.serving.bundle import Recommender, export_bundle
+from cdr.training.checkpoint import load_checkpoint
 
 BASE = [
     "dataset.size=tiny",
@@ -82,7 +83,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(tmp_path: Path) -> None
         *[x for a in args for x in ("--set", a)],
     ]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    last = run_dir / "checkpoints" / "backbones" / "last.pt"
+    last = run_dir / "checkpoints" / "backbones.last.safetensors"
     deadline = time.monotonic() + 120
     while not last.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.05)
@@ -91,7 +92,7 @@ def test_resume_after_kill_continues_from_the_checkpoint(tmp_path: Path) -> None
     proc.wait()
     assert last.exists(), "the run never reached its first checkpoint"
     assert run_status(run_dir)["state"] == "running"  # killed mid-run
-    killed_at = torch.load(last, weights_only=False)["epoch"]
+    killed_at = load_checkpoint(last)["epoch"]
 
     starts: list[int] = []
 

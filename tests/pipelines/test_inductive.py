@@ -50,8 +50,9 @@ def test_micrec_runs_end_to_end_with_all_slices(registry: Registry, tmp_path: Pa
                 assert f"{domain}/{users}-users/{items}-items/ndcg@20" in metrics
     written = read_json(run_dir / "metrics.json")
     assert written["target/ndcg@20"] == pytest.approx(metrics["target/ndcg@20"])
-    assert (run_dir / "checkpoints" / "best.pt").exists()
-    assert (run_dir / "checkpoints" / "last.pt").exists()
+    # a finished stage keeps its selected state; its resumable "last" file is gone
+    assert (run_dir / "checkpoints" / "backbones.done.safetensors").exists()
+    assert not (run_dir / "checkpoints" / "backbones.last.safetensors").exists()
     assert (run_dir / "serving" / "tensors.safetensors").exists()
     assert math.isfinite(metrics["val_ndcg@20"])
     # same seed -> same numbers

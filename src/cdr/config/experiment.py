@@ -17,7 +17,15 @@ from cdr.components import (
     GeneratorConfig,
     ScorerConfig,
 )
-from cdr.config.validators import in_range, non_negative, one_of, positive
+from cdr.config.validators import (
+    all_positive,
+    fractions,
+    in_range,
+    non_negative,
+    one_of,
+    plain_name,
+    positive,
+)
 
 SPLIT_KINDS = ("cold-start", "inductive")
 
@@ -44,7 +52,7 @@ class SplitConfig:
     unseen_item_fraction: float = attrs.field(
         default=0.0, validator=in_range(0.0, 1.0, high_open=True)
     )
-    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    ratios: tuple[float, float, float] = attrs.field(default=(0.8, 0.1, 0.1), validator=fractions)
     seed: int = attrs.field(default=0, validator=non_negative)
 
 
@@ -74,7 +82,7 @@ class EvaluationConfig:
     """Cut-offs for ranking metrics."""
 
     k: int = attrs.field(default=20, validator=positive)
-    ks: tuple[int, ...] = (5, 10, 20, 50, 100)
+    ks: tuple[int, ...] = attrs.field(default=(5, 10, 20, 50, 100), validator=all_positive)
     batch_size: int = attrs.field(default=1024, validator=positive)
 
 
@@ -91,7 +99,7 @@ class ExperimentConfig:
     split: SplitConfig = SplitConfig()
     trainer: TrainerConfig = TrainerConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    name: str = "experiment"
+    name: str = attrs.field(default="experiment", validator=plain_name)
     seed: int = attrs.field(default=0, validator=non_negative)
     device: str = "auto"
     output_dir: str = "runs"

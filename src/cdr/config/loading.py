@@ -8,6 +8,7 @@ the registry at structuring time, so plugin configs are included). Unknown keys 
 from __future__ import annotations
 
 import copy
+import math
 import re
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
@@ -52,9 +53,38 @@ def _as_runtime_type(converter: cattrs.Converter) -> Callable[[Any], Any]:
     return lambda value: converter.unstructure(value, unstructure_as=type(value))
 
 
+def _strict_int(value: Any, _: Any) -> int:
+    """Integers only: ``1.5``, ``true`` and ``"3"`` are errors, not 1, 1 and 3."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected an integer, got {value!r}")
+    return value
+
+
+def _strict_float(value: Any, _: Any) -> float:
+    """Finite numbers only (an integer is a float too); NaN and infinity are errors."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite number, got {value!r}")
+    return float(value)
+
+
+def _strict_bool(value: Any, _: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
+
+
 def make_converter(registry: Registry) -> cattrs.Converter:
-    """The converter that owns config <-> plain data for ``registry``'s components."""
+    """The converter that owns config <-> plain data for ``registry``'s components.
+
+    Scalars are strict: integers reject fractions and booleans, floats reject NaN and
+    infinity, booleans accept only ``true``/``false``.
+    """
     converter = cattrs.Converter(forbid_extra_keys=True)
+    converter.register_structure_hook(int, _strict_int)
+    converter.register_structure_hook(float, _strict_float)
+    converter.register_structure_hook(bool, _strict_bool)
     for group, base in CONFIG_BASES.items():
         # Exact-type predicates: a plain hook would also match the concrete subclasses
         # (singledispatch) and recurse.
@@ -89,7 +119,7 @@ def format_errors(exc: BaseException, path: str = "$") -> list[str]:
     if isinstance(exc, KeyError):
         return [f"{where}.{exc.args[0]}: required key missing"]
     if isinstance(exc, ValueError | TypeError):
-        message = str(exc)
+        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         field = re.match(r"^(\w+): ", message)
         if field and not where.endswith(field.group(1)):
             # attrs validators name their own field; put it on the dotted path.
@@ -140,8 +170,14 @@ def read_toml(path: Path) -> Data:
             return tomllib.load(fh)
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: no such config file") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path}: is a directory, not a config file") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {exc.start})") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from exc
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc.strerror})") from exc
 
 
 def merge(base: Data, update: Mapping[str, Any]) -> Data:

@@ -57,3 +57,26 @@ def non_negative(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
     """Check value >= 0."""
     if value is not None and value < 0:
         raise ValueError(f"{_name(attribute)}: {value!r} must be >= 0")
+
+
+def plain_name(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """A name used as a directory name: one plain path component (no '/', no '..')."""
+    from cdr.paths import is_safe_name
+
+    if not isinstance(value, str) or not is_safe_name(value):
+        raise ValueError(
+            f"{_name(attribute)}: {value!r} is not a plain name (letters, digits and ._+=- "
+            "only, no '/' or '..', at most 128 characters)"
+        )
+
+
+def all_positive(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Every element > 0 (cut-offs, layer widths); at least one element."""
+    if not value or any(v <= 0 for v in value):
+        raise ValueError(f"{_name(attribute)}: {list(value)!r} must be non-empty, every value > 0")
+
+
+def fractions(_: Any, attribute: attrs.Attribute[Any], value: Any) -> None:
+    """Non-negative fractions summing to 1 (train/validation/test ratios)."""
+    if any(v < 0 for v in value) or abs(sum(value) - 1.0) > 1e-6:
+        raise ValueError(f"{_name(attribute)}: {list(value)!r} must be >= 0 and sum to 1")

@@ -29,8 +29,9 @@ from cdr.data.records import Domain
 from cdr.encoders.batching import Plan, RowEncoder
 from cdr.encoders.cache import tensors_digest
 from cdr.encoders.weights import efficientnet_lite0_file, hf_load, local_model
-from cdr.errors import ConfigError, DataError
+from cdr.errors import ConfigError, DataError, UnsafePathError
 from cdr.interfaces import Entity
+from cdr.paths import confined
 
 BACKBONES = ("efficientnet-lite0", "vit")
 
@@ -54,17 +55,18 @@ class ImageConfig(EncoderConfig):
 
 
 def image_inputs(domain: Domain) -> list[ImageInput | None]:
-    """One input per item; None where the item has no image or the file is missing."""
+    """One input per item; None where the item has no image, the file is missing, or its
+    name would leave the data directory (``../``, an absolute path elsewhere)."""
     root = domain.root or Path(".")
     out: list[ImageInput | None] = []
     for name in domain.items.image:
         if not name:
             out.append(None)
             continue
-        path = root / name
-        try:
+        try:  # an image named in a data file stays inside the data directory
+            path = confined(root, name, f"{domain.name} item image")
             stat = path.stat()
-        except OSError:
+        except (OSError, UnsafePathError):
             out.append(None)
             continue
         out.append(ImageInput(str(path), stat.st_size, stat.st_mtime_ns))

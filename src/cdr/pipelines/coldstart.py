@@ -49,9 +49,9 @@ from cdr.pipelines.generator_training import (
 )
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS, METRICS, save_checkpoint, write_json, write_table
+from cdr.runs import CHECKPOINTS, METRICS, write_json, write_table
 from cdr.seeding import derive_seed
-from cdr.training.early_stopping import EarlyStopping
+from cdr.training.loop import Budget, Stage, fit
 
 #: width of the projection heads' hidden layer (MuSiC 4.1.4)
 HEAD_HIDDEN = 128
@@ -120,6 +120,7 @@ def fit_target_space(
     shared_ratings: Interactions | None,
     device: torch.device,
     reporter: Reporter,
+    checkpoints: Path | None = None,
 ) -> tuple[TargetSpace, dict[str, float]]:
     """Stage 0: fit the heads on target ratings (eq. 8 + MSE); return frozen vectors.
 
@@ -132,8 +133,6 @@ def fit_target_space(
     train, held = _holdout(ratings, 0.1, derive_seed(cfg.seed, "stage0-holdout"))
     train, held = _to(train, device), _to(held, device)
     shared = _to(shared_ratings, device) if shared_ratings is not None else None
-    opt = torch.optim.Adam(heads.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay)
-    stopper = EarlyStopping(trainer.patience, mode="min")
     batch = trainer.batch_size * RATING_BATCH_FACTOR
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "stage0"))
     items, users = raw["item"], raw["target_user"]
@@ -141,27 +140,36 @@ def fit_target_space(
     def predict(inter: Interactions, user_raw: Tensor) -> Tensor:
         return (heads.user(user_raw[inter.user]) * heads.item(items[inter.item])).sum(-1)
 
-    for epoch in range(trainer.epochs):
-        heads.train()
+    def epoch_batches(_: int) -> list[Tensor]:
         perm = torch.randperm(len(train), generator=gen).to(device)
-        for start in range(0, len(train), batch):
-            part = train.select(perm[start : start + batch])
-            loss = F.mse_loss(predict(part, users), part.rating)
-            if shared is not None and len(shared):
-                pick = torch.randint(0, len(shared), (min(batch, len(shared)),), generator=gen)
-                sub = shared.select(pick.to(device))
-                loss = loss + F.mse_loss(predict(sub, raw["source_user"]), sub.rating)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        heads.eval()
-        with torch.no_grad():
-            val = float(F.mse_loss(predict(held, users), held.rating).sqrt())
-        reporter("stage 0: target space", total=trainer.epochs, val_rmse=val)
-        if stopper.step(val, epoch, heads):
-            break
-    stopper.restore(heads)
-    heads.eval()
+        return [perm[start : start + batch] for start in range(0, len(train), batch)]
+
+    def loss(rows: Tensor) -> Tensor:
+        part = train.select(rows)
+        value = F.mse_loss(predict(part, users), part.rating)
+        if shared is not None and len(shared):
+            pick = torch.randint(0, len(shared), (min(batch, len(shared)),), generator=gen)
+            sub = shared.select(pick.to(device))
+            value = value + F.mse_loss(predict(sub, raw["source_user"]), sub.rating)
+        return value
+
+    def val_rmse() -> float:
+        return float(F.mse_loss(predict(held, users), held.rating).sqrt())
+
+    stage: Stage[Tensor] = Stage(
+        name="stage0",
+        module=heads,
+        optimizer=torch.optim.Adam(
+            heads.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay
+        ),
+        batches=epoch_batches,
+        loss=loss,
+        budget=Budget(trainer.epochs, 1, trainer.patience, "min"),
+        validate=val_rmse,
+        generators={"stage0": gen},
+        task="stage 0: target space",
+    )
+    result = fit(stage, checkpoints, reporter)
     with torch.no_grad():
         space = TargetSpace(
             target_users=heads.user(users),
@@ -169,7 +177,7 @@ def fit_target_space(
             target_items=heads.item(items),
             source_items=heads.item(raw["source_item"]),
         )
-    return space, {"stage0_val_rmse": stopper.best, "stage0_epochs": float(stopper.best_epoch + 1)}
+    return space, {"stage0_val_rmse": result.best, "stage0_epochs": float(result.best_epoch + 1)}
 
 
 def _history(source: Interactions, num_users: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -295,6 +303,7 @@ def run_cold_start(
     seen = lambda users: split.target_interactions(dataset, users, "seen")  # noqa: E731
     shared_space = bool(getattr(generator, "shared_user_space", False))
     stage0_users = torch.cat([split.train_users, split.side_users])
+    ckpt_dir = run_dir / CHECKPOINTS
     space, metrics = fit_target_space(
         cfg,
         raw,
@@ -302,11 +311,11 @@ def run_cold_start(
         seen(split.train_users) if shared_space else None,
         device,
         report,
+        ckpt_dir,
     )
     runner = GeneratorRunner(
         generator, space, _history(dataset.source.interactions, dataset.num_users, device)
     )
-    ckpt_dir = run_dir / CHECKPOINTS
     lam = float(getattr(cfg.generator, "joint_weight", 1.0))
     use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
     trainer = cfg.trainer
@@ -314,8 +323,7 @@ def run_cold_start(
 
     # Stage 1 (eq. 11): side users, no condition.
     if use_side:
-        train_side_users(generator, runner, split.side_users, trainer, batches, report)
-        save_checkpoint(ckpt_dir / "stage1.pt", {"generator": generator.state_dict()})
+        train_side_users(generator, runner, split.side_users, trainer, batches, report, ckpt_dir)
 
     # Stage 2 (eq. 12-13): overlapping training users; select on validation users' RMSE.
     train_ratings = _to(seen(split.train_users), device)
@@ -332,8 +340,8 @@ def run_cold_start(
         lam,
         lambda vectors, users: _rating_loss(vectors, users, train_ratings, space.target_items),
         lambda: _val_rmse(runner, select_users.to(device), select_ratings, val_seed),
-        EarlyStopping(trainer.patience, mode="min"),
-        ckpt_dir / "best.pt",
+        "min",
+        ckpt_dir,
         report,
     )
     metrics["val_rmse"] = stopper.best

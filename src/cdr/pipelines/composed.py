@@ -72,7 +72,6 @@ from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import derive_seed
-from cdr.training.early_stopping import EarlyStopping
 
 #: fraction of each domain's training edges held out to early-stop the backbones
 BACKBONE_HOLDOUT = 0.1
@@ -150,7 +149,7 @@ def run_composed(
         scorer,
         data,
         dataset.num_users,
-        ckpt_dir / "backbones",
+        ckpt_dir,
         report,
         task="backbones",
     )
@@ -188,7 +187,7 @@ def run_composed(
         val_users,
         split.target_interactions(dataset, val_users, "seen"),
         None,
-        ckpt_dir / "generator.pt",
+        ckpt_dir,
         device,
         report,
     )
@@ -253,7 +252,7 @@ def train_generator(
     val_users: Tensor,
     val_relevant: Interactions,
     val_exclude: Interactions | None,
-    best_path: Path,
+    checkpoints: Path | None,
     device: torch.device,
     report: Reporter,
 ) -> tuple[nn.Module, GeneratorRunner, dict[str, float]]:
@@ -300,6 +299,7 @@ def train_generator(
             trainer,
             batches,
             report,
+            checkpoints,
             "generator stage 1: side users",
         )
     k = cfg.evaluation.k
@@ -330,8 +330,8 @@ def train_generator(
         lam,
         rating_loss,
         val_ndcg,
-        EarlyStopping(trainer.patience, mode="max"),
-        best_path,
+        "max",
+        checkpoints,
         report,
         "generator stage 2: overlapping users",
     )
@@ -365,7 +365,7 @@ def run_composed_inductive(
         scorer,
         data,
         dataset.num_users,
-        ckpt_dir / "backbones",
+        ckpt_dir,
         report,
         task="backbones",
     )
@@ -410,7 +410,7 @@ def run_composed_inductive(
         val_users,
         split.target.val.of_users(val_users, dataset.num_users),
         target_train,
-        ckpt_dir / "generator.pt",
+        ckpt_dir,
         device,
         report,
     )

@@ -5,21 +5,22 @@ validation metric used for selection.
 Stage 1 (eq. 11): the unconditional loss on side users' target vectors.
 Stage 2 (eq. 12-13): ``lambda * conditional loss + (1 - lambda) * rating MSE`` of generated
 vectors on overlapping training users; early stopping on a validation metric only.
+Both run through the shared loop (``cdr.training.loop``): checkpoints ``stage1`` and
+``stage2`` in the run's checkpoint directory, resumed where a run was interrupted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from cdr.config.experiment import TrainerConfig
 from cdr.progress import Reporter
-from cdr.runs import save_checkpoint
-from cdr.training.early_stopping import EarlyStopping
+from cdr.training.loop import Budget, FitResult, Stage, fit
 
 
 class UserBatches:
@@ -44,21 +45,25 @@ def train_side_users(
     trainer: TrainerConfig,
     batches: UserBatches,
     report: Reporter,
+    checkpoints: Path | None,
     task: str = "stage 1: side users",
-) -> None:
-    """Stage 1: ``trainer.epochs`` epochs of the unconditional loss over side users."""
+) -> FitResult | None:
+    """Stage 1: ``trainer.epochs`` epochs of the unconditional loss over side users
+    (None when there is nothing to train: no parameters or no side users)."""
     params = [p for p in generator.parameters() if p.requires_grad]
     if not params or side_users.numel() == 0:
-        return
-    opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-    generator.train()
-    for _ in range(trainer.epochs):
-        for users in batches(side_users):
-            loss = runner.loss(users, conditional=False)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        report(task, total=trainer.epochs, loss=loss.item())
+        return None
+    stage: Stage[Tensor] = Stage(
+        name="stage1",
+        module=generator,
+        optimizer=torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay),
+        batches=lambda _: batches(side_users),
+        loss=lambda users: runner.loss(users, conditional=False),
+        budget=Budget(trainer.epochs),
+        generators={"batches": batches.generator},
+        task=task,
+    )
+    return fit(stage, checkpoints, report)
 
 
 def train_overlapping_users(
@@ -70,43 +75,40 @@ def train_overlapping_users(
     joint_weight: float,
     rating_loss: Callable[[Tensor, Tensor], Tensor],
     validate: Callable[[], float],
-    stopper: EarlyStopping,
-    best_path: Path,
+    mode: Literal["min", "max"],
+    checkpoints: Path | None,
     report: Reporter,
     task: str = "stage 2: overlapping users",
-) -> EarlyStopping:
-    """Stage 2 with selection on ``validate()`` (the stopper's mode says which way is better).
+) -> FitResult:
+    """Stage 2 with selection on ``validate()`` (``mode``: which way is better).
 
     ``rating_loss(vectors [B, D], users [B])`` is the MSE of ratings read off generated
-    vectors; the best state is kept in memory and written to ``best_path``.
+    vectors; the best state is restored at the end.
     """
     params = [p for p in generator.parameters() if p.requires_grad]
     if not params:
         generator.eval()
-        stopper.best, stopper.best_epoch = validate(), 0
-        return stopper
+        with torch.no_grad():
+            return FitResult(validate(), 0, 0)
     lam = joint_weight
-    opt = torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay)
-    for epoch in range(trainer.epochs):
-        generator.train()
-        for users in batches(train_users):
-            loss = torch.zeros((), device=users.device)
-            if lam > 0:
-                loss = loss + lam * runner.loss(users, conditional=True)
-            if lam < 1:
-                loss = loss + (1 - lam) * rating_loss(runner.generate(users), users)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        if (epoch + 1) % trainer.eval_every:
-            continue
-        generator.eval()
-        value = validate()
-        report(task, total=trainer.epochs, val=value)
-        if stopper.improved(value):
-            save_checkpoint(best_path, {"generator": generator.state_dict(), "epoch": epoch})
-        if stopper.step(value, epoch, generator):
-            break
-    stopper.restore(generator)
-    generator.eval()
-    return stopper
+
+    def loss(users: Tensor) -> Tensor:
+        total = torch.zeros((), device=users.device)
+        if lam > 0:
+            total = total + lam * runner.loss(users, conditional=True)
+        if lam < 1:
+            total = total + (1 - lam) * rating_loss(runner.generate(users), users)
+        return total
+
+    stage: Stage[Tensor] = Stage(
+        name="stage2",
+        module=generator,
+        optimizer=torch.optim.Adam(params, lr=trainer.lr, weight_decay=trainer.weight_decay),
+        batches=lambda _: batches(train_users),
+        loss=loss,
+        budget=Budget(trainer.epochs, trainer.eval_every, trainer.patience, mode),
+        validate=validate,
+        generators={"batches": batches.generator},
+        task=task,
+    )
+    return fit(stage, checkpoints, report)

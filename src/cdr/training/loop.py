@@ -1,0 +1,231 @@
+"""The one training loop every stage of every pipeline runs through.
+
+A stage brings what is its own: the module, the optimizer, the batches of an epoch and
+``loss(batch)``; the loop owns the rest, the same for all (as RecBole's Trainer serves all
+its models):
+
+- epochs with an optional per-epoch hook (INMO's template-weight schedule);
+- validation every ``eval_every`` epochs and on the last, early stopping with patience,
+  the best state restored at the end;
+- divergence detection: a non-finite loss or validation value stops the stage with a
+  ``DivergenceError`` naming the stage, epoch and step; the last good checkpoint is kept;
+- checkpoints (safetensors + JSON, ``cdr.training.checkpoint``) in the run directory:
+  ``<stage>.last`` after every evaluated epoch (module, optimizer, RNG states, the
+  stopper), ``<stage>.done`` once the stage has finished (its restored best state).
+  A resumed run skips finished stages and continues an interrupted one at the epoch after
+  its last checkpoint, with every RNG where it was: the final metrics equal an
+  uninterrupted run's, byte for byte;
+- progress reports (losses, validation value) to the run's reporter.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Generic, Literal, TypeVar
+
+import attrs
+import torch
+from torch import Tensor, nn
+
+from cdr.errors import DivergenceError
+from cdr.progress import Reporter, null_reporter
+from cdr.training.checkpoint import (
+    SUFFIX,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cdr.training.early_stopping import EarlyStopping
+
+B = TypeVar("B")
+
+#: what ``loss(batch)`` returns: the loss, or the loss and named parts to report
+LossOutput = Tensor | tuple[Tensor, Mapping[str, float]]
+
+
+@attrs.frozen
+class Budget:
+    """How long a stage may train and how it selects: ``patience`` evaluations without
+    improvement stop it; ``mode`` says whether the validation value is better high or low."""
+
+    epochs: int
+    eval_every: int = 1
+    patience: int = 5
+    mode: Literal["min", "max"] = "min"
+
+
+@attrs.frozen
+class FitResult:
+    """How a stage ended. ``best``: the selected validation value (nan without validation);
+    ``best_epoch``: 0-based (-1 without validation); ``epochs_run``: epochs trained in all
+    sessions; ``resumed_at``: the epoch this session started from; ``skipped``: the stage
+    had finished in an earlier session and was restored from its checkpoint."""
+
+    best: float
+    best_epoch: int
+    epochs_run: int
+    resumed_at: int = 0
+    skipped: bool = False
+
+    def in_last_tenth(self, budget: Budget) -> bool:
+        """Whether the selected epoch falls in the last 10% of the budget (too small)."""
+        return self.best_epoch >= 0 and self.best_epoch + 1 > 0.9 * budget.epochs
+
+
+@attrs.frozen
+class Stage(Generic[B]):
+    """One training stage: ``name`` keys its checkpoints and names it in errors."""
+
+    name: str
+    module: nn.Module
+    optimizer: torch.optim.Optimizer | None
+    batches: Callable[[int], Iterable[B]]
+    loss: Callable[[B], LossOutput]
+    budget: Budget
+    validate: Callable[[], float] | None = None
+    generators: Mapping[str, torch.Generator] = attrs.field(factory=dict)
+    on_epoch: Callable[[int], None] | None = None
+    task: str | None = None
+
+
+def _paths(directory: Path, name: str) -> tuple[Path, Path]:
+    return directory / f"{name}.last{SUFFIX}", directory / f"{name}.done{SUFFIX}"
+
+
+def _restore_common(stage: Stage[Any], state: Mapping[str, Any]) -> None:
+    stage.module.load_state_dict(state["module"])
+    for key, gen in stage.generators.items():
+        gen.set_state(state["generators"][key])
+    set_rng_state(state["rng"])
+
+
+def fit(
+    stage: Stage[B], checkpoints: Path | None = None, report: Reporter = null_reporter
+) -> FitResult:
+    """Train ``stage`` (see the module docstring); ``checkpoints``: the run's checkpoint
+    directory (None: no checkpoints, no resume)."""
+    task = stage.task or stage.name
+    budget = stage.budget
+    last_path = done_path = None
+    if checkpoints is not None:
+        last_path, done_path = _paths(checkpoints, stage.name)
+        if done_path.exists():
+            state = load_checkpoint(done_path)
+            _restore_common(stage, state)
+            stage.module.eval()
+            result = state["result"]
+            report(task, advance=budget.epochs, total=budget.epochs)
+            return FitResult(
+                float(result["best"]),
+                int(result["best_epoch"]),
+                int(result["epochs_run"]),
+                int(result["epochs_run"]),
+                skipped=True,
+            )
+    stopper = EarlyStopping(budget.patience, mode=budget.mode)
+    start = 0
+    if last_path is not None and last_path.exists():
+        state = load_checkpoint(last_path)
+        _restore_common(stage, state)
+        if stage.optimizer is not None:
+            stage.optimizer.load_state_dict(state["optimizer"])
+        s = state["stopper"]
+        stopper.best, stopper.best_epoch, stopper.bad_epochs = s["best"], s["best_epoch"], s["bad"]
+        stopper.best_state = state.get("best_state")
+        start = int(state["epoch"]) + 1
+    report(task, advance=start, total=budget.epochs)
+    resumed_at, epoch, stop = start, start - 1, False
+    for epoch in range(start, budget.epochs):
+        if stage.on_epoch is not None:
+            stage.on_epoch(epoch)
+        stage.module.train()
+        sums: dict[str, float] = {}
+        steps = 0
+        for step, batch in enumerate(stage.batches(epoch)):
+            out = stage.loss(batch)
+            loss, parts = out if isinstance(out, tuple) else (out, {})
+            value = float(loss.detach())
+            if not math.isfinite(value):
+                raise _diverged(stage.name, f"loss is {value}", epoch, step, last_path)
+            if stage.optimizer is not None:
+                stage.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                stage.optimizer.step()
+            steps += 1
+            for key, part in {"loss": value, **parts}.items():
+                sums[key] = sums.get(key, 0.0) + float(part)
+        info = {key: total / max(steps, 1) for key, total in sums.items()}
+        evaluate = stage.validate is not None and (
+            (epoch + 1) % budget.eval_every == 0 or epoch + 1 == budget.epochs
+        )
+        if evaluate:
+            assert stage.validate is not None
+            stage.module.eval()
+            with torch.no_grad():
+                val = float(stage.validate())
+            if math.isnan(val):
+                raise _diverged(stage.name, "validation value is nan", epoch, None, last_path)
+            info["val"] = val
+            stop = stopper.step(val, epoch, stage.module)
+        if last_path is not None and (evaluate or stage.validate is None):
+            save_checkpoint(
+                last_path,
+                {
+                    "module": stage.module.state_dict(),
+                    "optimizer": stage.optimizer.state_dict() if stage.optimizer else {},
+                    "generators": {k: g.get_state() for k, g in stage.generators.items()},
+                    "rng": rng_state(),
+                    "epoch": epoch,
+                    "stopper": {
+                        "best": stopper.best,
+                        "best_epoch": stopper.best_epoch,
+                        "bad": stopper.bad_epochs,
+                    },
+                    **({"best_state": stopper.best_state} if stopper.best_state else {}),
+                },
+            )
+        report(task, 1, None, **info)
+        if stop:
+            break
+    stopper.restore(stage.module)
+    stage.module.eval()
+    result = FitResult(
+        stopper.best if stopper.best_epoch >= 0 else math.nan,
+        stopper.best_epoch,
+        epoch + 1,
+        resumed_at,
+    )
+    if done_path is not None and last_path is not None:
+        save_checkpoint(
+            done_path,
+            {
+                "module": stage.module.state_dict(),
+                "generators": {k: g.get_state() for k, g in stage.generators.items()},
+                "rng": rng_state(),
+                "result": {
+                    "best": result.best,
+                    "best_epoch": result.best_epoch,
+                    "epochs_run": result.epochs_run,
+                },
+            },
+        )
+        last_path.unlink(missing_ok=True)
+    return result
+
+
+def _diverged(
+    stage: str, what: str, epoch: int, step: int | None, last: Path | None
+) -> DivergenceError:
+    where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
+    kept = (
+        f"; the last good checkpoint is kept ({last})"
+        if last is not None and last.exists()
+        else ""
+    )
+    return DivergenceError(
+        f"{stage}: {what} at {where}{kept}",
+        hint="lower the learning rate (trainer.lr) or check the input data",
+    )
