@@ -43,7 +43,7 @@ def test_recbole_atomic_provider(tmp_path: Path) -> None:
     write(tmp_path / "books" / "books.inter", INTER + "u1\tb1\t5\t10\nu2\tb2\t3\t11\n")
     write(tmp_path / "books" / "books.item",
           "item_id:token\ttitle:token_seq\tcategories:token_seq\nb1\tA Book\tfiction\n")
-    write(tmp_path / "music.inter", "user_id:token\titem_id:token\nu1\tm1\nu3\tm1\n")
+    write(tmp_path / "music.inter", "user_id:token\titem_id:token\nu1\tm1\nu3\tm2\n")
     cfg = RecboleAtomicConfig(directory=str(tmp_path), source="books", target="music")
     ds = Registry().get("datasets", "recbole-atomic").build(cfg, None).load()
     assert ds.user_ids == ("u1", "u2", "u3")

@@ -18,11 +18,11 @@ item without a local file has no image (recorded as missing, not an error).
 from __future__ import annotations
 
 import gzip
-import io
 import json
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import attrs
 import numpy as np
@@ -31,6 +31,15 @@ from cdr.components import BuildContext, Component, DatasetConfig
 from cdr.data.assemble import ItemMeta, RawDomain, assemble
 from cdr.data.filters import FilterConfig
 from cdr.data.records import CrossDomainDataset
+from cdr.data.validate import (
+    RatingScale,
+    above_rating_min,
+    check_id,
+    finite,
+    one_line,
+    parse_rating,
+    parse_timestamp,
+)
 from cdr.errors import DataError, DatasetFormatError
 from cdr.progress import Reporter, null_reporter
 
@@ -63,39 +72,66 @@ FORMATS = {
 }
 
 
-def open_text(path: Path) -> io.TextIOBase:
-    """Open plain or gzipped text (detected by the gzip magic bytes, not the name)."""
+def open_binary(path: Path) -> BinaryIO:
+    """Open plain or gzipped bytes (detected by the gzip magic bytes, not the name)."""
     try:
         with path.open("rb") as fh:
             magic = fh.read(2)
+        if magic == b"\x1f\x8b":
+            return gzip.open(path, "rb")  # type: ignore[return-value]
+        return path.open("rb")
     except FileNotFoundError as exc:
         raise DataError(f"{path}: no such file") from exc
-    if magic == b"\x1f\x8b":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8")  # type: ignore[return-value]
-    return path.open("r", encoding="utf-8")  # type: ignore[return-value]
+    except IsADirectoryError as exc:
+        raise DatasetFormatError(f"{path}: is a directory, expected a file") from exc
+    except OSError as exc:
+        raise DatasetFormatError(one_line(f"{path}: unreadable ({exc.strerror or exc})")) \
+            from exc
+
+
+def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
+    """(line number, bytes) per line; DatasetFormatError on corrupt or truncated gzip data."""
+    number = 0
+    with open_binary(path) as fh:
+        try:
+            for number, raw in enumerate(fh, start=1):
+                yield number, raw
+        except (OSError, EOFError, zlib.error) as exc:
+            raise DatasetFormatError(one_line(
+                f"{path}:{number + 1}: corrupt or truncated gzip data "
+                f"({exc or type(exc).__name__})")) from None
 
 
 def json_lines(path: Path, skip_malformed: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) per non-empty line; DatasetFormatError on a malformed line."""
-    with open_text(path) as fh:
+    """(line number, object) per non-empty line; DatasetFormatError on a malformed line
+    (not UTF-8, not JSON, not an object) unless ``skip_malformed``."""
+    for number, raw in _lines(path):
         try:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    if skip_malformed:
-                        continue
-                    raise DatasetFormatError(
-                        f"{path}:{number}: malformed JSON ({exc.msg})") from None
-                if not isinstance(obj, dict):
-                    if skip_malformed:
-                        continue
-                    raise DatasetFormatError(f"{path}:{number}: expected a JSON object")
-                yield number, obj
-        except (OSError, EOFError, UnicodeDecodeError) as exc:
-            raise DatasetFormatError(f"{path}: unreadable ({exc})") from exc
+            line = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(
+                f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
+                f"{exc.start + 1})") from None
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(f"{path}:{number}: malformed JSON ({exc.msg})") from None
+        except (ValueError, RecursionError) as exc:  # int digit limit, deep nesting
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(
+                one_line(f"{path}:{number}: malformed JSON ({exc})")[:300]) from None
+        if not isinstance(obj, dict):
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(f"{path}:{number}: expected a JSON object")
+        yield number, obj
 
 
 def _field(obj: dict[str, Any], name: str, path: Path, line: int, kind: type | tuple[type, ...],
@@ -133,36 +169,49 @@ def _categories(value: Any) -> tuple[str, ...]:
 
 
 def read_reviews(path: Path, spec: FormatSpec, name: str, skip_malformed: bool = False,
-                 reporter: Reporter = null_reporter) -> RawDomain:
-    """Parse a reviews file into a ``RawDomain`` (no item content yet)."""
+                 reporter: Reporter = null_reporter,
+                 scale: RatingScale | None = None) -> RawDomain:
+    """Parse a reviews file into a ``RawDomain`` (no item content yet).
+
+    Ids, ratings (finite, in ``scale`` unless it clips) and timestamps (integers in int64
+    seconds) are validated; ``skip_malformed`` skips a bad line instead of refusing it.
+    """
+    scale = scale or RatingScale()
     users: list[str] = []
     items: list[str] = []
     ratings: list[float] = []
     stamps: list[int] = []
     texts: list[str] = []
+    clipped = 0
     for line, obj in json_lines(path, skip_malformed):
+        where = f"{path}:{line}"
         try:
-            user = _field(obj, spec.user, path, line, str)
-            item = _field(obj, spec.item, path, line, str)
-            rating = float(_field(obj, spec.rating, path, line, (int, float)))
+            user = check_id(_field(obj, spec.user, path, line, str), where, spec.user)
+            item = check_id(_field(obj, spec.item, path, line, str), where, spec.item)
+            rating = parse_rating(_field(obj, spec.rating, path, line, (int, float)), where,
+                                  spec.rating)
+            rating, was_clipped = scale.fit(rating, where, spec.rating)
             stamp = _field(obj, spec.time, path, line, (int, float), required=False)
+            seconds = (0 if stamp is None
+                       else parse_timestamp(stamp, where, spec.time, spec.time_scale))
             text = _field(obj, spec.text, path, line, str, required=False)
         except DatasetFormatError:
             if skip_malformed:
                 continue
             raise
-        if not user or not item:
-            if skip_malformed:
-                continue
-            raise DatasetFormatError(f"{path}:{line}: empty {spec.user!r} or {spec.item!r}")
         users.append(user)
         items.append(item)
         ratings.append(rating)
-        stamps.append(int(stamp) // spec.time_scale if stamp is not None else 0)
+        stamps.append(seconds)
         texts.append(text or "")
+        clipped += was_clipped
+    if not users:
+        usable = "usable " if skip_malformed else ""
+        raise DatasetFormatError(f"{path}: no {usable}reviews, so domain {name!r} has no "
+                                 "interactions")
     reporter(f"read {name} reviews", advance=len(users))
     return RawDomain(name, users, items, np.asarray(ratings, dtype=np.float32),
-                     np.asarray(stamps, dtype=np.int64), texts, {})
+                     np.asarray(stamps, dtype=np.int64), texts, {}, clipped=clipped)
 
 
 def read_metadata(path: Path, spec: FormatSpec, wanted: set[str],
@@ -210,7 +259,11 @@ def _image_finder(image_dir: Path | None) -> Callable[[str], str | None]:
 
 @attrs.frozen
 class AmazonConfig(DatasetConfig):
-    """Two Amazon categories under ``directory`` (file names as released)."""
+    """Two Amazon categories under ``directory`` (file names as released).
+
+    Ratings must lie in ``[rating_min, rating_max]`` (Amazon: 1..5 stars); ``clip_ratings``
+    clips them into it instead (the count is reported in the built dataset).
+    """
 
     kind: str = "amazon2018"
     directory: str = ""
@@ -218,6 +271,9 @@ class AmazonConfig(DatasetConfig):
     target: str = "CDs_and_Vinyl"
     image_dir: str | None = None
     skip_malformed: bool = False
+    rating_min: float = attrs.field(default=1.0, validator=finite)
+    rating_max: float = attrs.field(default=5.0, validator=above_rating_min)
+    clip_ratings: bool = False
     filters: FilterConfig = attrs.field(factory=FilterConfig)
 
 
@@ -232,11 +288,22 @@ class AmazonProvider:
         self.spec = spec
         self.source = f"Amazon Reviews {spec.version} in {config.directory}"
 
+    def inputs(self) -> list[Path]:
+        """The raw files ``load`` reads (their fingerprints are part of the cache key)."""
+        cfg = self.config
+        if not cfg.directory:
+            return []
+        directory = Path(cfg.directory)
+        return [find_category_file(directory, stem, self.spec)
+                for category in (cfg.source, cfg.target)
+                for stem in (category, f"meta_{category}")]
+
     def _domain(self, category: str, image_of: Callable[[str], str | None], root: Path | None,
                 reporter: Reporter) -> RawDomain:
         directory = Path(self.config.directory)
         reviews = read_reviews(find_category_file(directory, category, self.spec), self.spec,
-                               category, self.config.skip_malformed, reporter)
+                               category, self.config.skip_malformed, reporter,
+                               RatingScale.of(self.config))
         meta_file = find_category_file(directory, f"meta_{category}", self.spec)
         items = read_metadata(meta_file, self.spec, set(reviews.item_ids), image_of,
                               self.config.skip_malformed)

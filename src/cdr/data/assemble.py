@@ -4,7 +4,8 @@ Loaders (RecBole atomic files, Amazon reviews) parse into one ``RawDomain`` per 
 interactions as parallel columns keyed by string ids, plus the item content they know. The
 global user index is the sorted union of both domains' user ids and each domain's item
 index the sorted set of its interacted item ids, so the same files always give the same
-indices on any machine.
+indices on any machine. Loaders validate every raw value (``cdr.data.validate``) before it
+gets here; ``assemble`` refuses a dataset a domain of which cannot be trained or ranked on.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from cdr.data.records import CrossDomainDataset, Domain, Interactions, ItemContent
+from cdr.data.validate import check_usable
 from cdr.errors import DataError
 
 
@@ -37,6 +39,7 @@ class RawDomain:
     reviews: [E] review texts ('' when missing) or None when the source has no reviews.
     items: content per item id (ids missing here get empty content).
     root: directory that ``ItemMeta.image`` paths are relative to.
+    clipped: how many ratings the loader clipped into the declared scale.
     """
 
     name: str
@@ -47,6 +50,7 @@ class RawDomain:
     reviews: Sequence[str] | None
     items: Mapping[str, ItemMeta]
     root: Path | None = None
+    clipped: int = 0
 
     def __len__(self) -> int:
         return len(self.user_ids)
@@ -61,10 +65,12 @@ def _dedupe(user: np.ndarray, item: np.ndarray, timestamp: np.ndarray) -> np.nda
     return np.sort(order[last])
 
 
-def _domain(raw: RawDomain, user: np.ndarray, num_users: int) -> Domain:
+def _domain(dataset: str, role: str, raw: RawDomain, user: np.ndarray,
+            num_users: int) -> Domain:
     """Index one domain; ``user`` [E] holds the rows' global user indices."""
     if len(raw) == 0:
-        raise DataError(f"domain {raw.name!r} has no interactions")
+        raise DataError(f"dataset {dataset!r}: {role} domain {raw.name!r} has no interactions",
+                        hint="check the input files and the dataset config")
     item_ids, item = np.unique(np.asarray(raw.item_ids, dtype=object).astype(str),
                                return_inverse=True)
     timestamp = np.asarray(raw.timestamps, dtype=np.int64)
@@ -87,16 +93,22 @@ def _domain(raw: RawDomain, user: np.ndarray, num_users: int) -> Domain:
         texts = np.asarray(raw.reviews, dtype=object)[keep]
         reviews = tuple(str(t) for t in texts)
     return Domain(raw.name, num_users, tuple(str(i) for i in item_ids), inter, content,
-                  reviews, raw.root)
+                  reviews, raw.root, raw.clipped)
 
 
 def assemble(name: str, source: RawDomain, target: RawDomain) -> CrossDomainDataset:
-    """Index both domains over one sorted global user list; duplicates keep the latest row."""
+    """Index both domains over one sorted global user list; duplicates keep the latest row.
+
+    DataError (naming the dataset and domain) when a domain is empty or has fewer than
+    ``validate.MIN_ITEMS`` items.
+    """
     src_users = np.asarray(source.user_ids, dtype=object).astype(str)
     tgt_users = np.asarray(target.user_ids, dtype=object).astype(str)
     user_ids, inverse = np.unique(np.concatenate([src_users, tgt_users]), return_inverse=True)
     inverse = inverse.reshape(-1)
     num_users = len(user_ids)
-    src = _domain(source, inverse[: len(src_users)], num_users)
-    tgt = _domain(target, inverse[len(src_users):], num_users)
-    return CrossDomainDataset(name, tuple(str(u) for u in user_ids), src, tgt)
+    src = _domain(name, "source", source, inverse[: len(src_users)], num_users)
+    tgt = _domain(name, "target", target, inverse[len(src_users):], num_users)
+    dataset = CrossDomainDataset(name, tuple(str(u) for u in user_ids), src, tgt)
+    check_usable(dataset, structure=True)
+    return dataset

@@ -16,7 +16,10 @@ from torch import Tensor
 
 from cdr.config.validators import in_range, non_negative
 from cdr.data.records import CrossDomainDataset, Domain, ItemContent
-from cdr.errors import DataError
+from cdr.data.validate import check_usable
+
+__all__ = ["FilterConfig", "FilterReport", "apply_filters", "check_usable", "compact_users",
+           "restrict"]
 
 
 @attrs.frozen
@@ -174,16 +177,6 @@ def compact_users(dataset: CrossDomainDataset) -> CrossDomainDataset:
         source=remap(dataset.source),
         target=remap(dataset.target),
     )
-
-
-def check_usable(dataset: CrossDomainDataset) -> None:
-    """DataError if a domain is empty (e.g. after filtering)."""
-    for role, domain in (("source", dataset.source), ("target", dataset.target)):
-        if len(domain.interactions) == 0:
-            raise DataError(
-                f"dataset {dataset.name!r}: {role} domain {domain.name!r} has no interactions",
-                hint="loosen the dataset filters or check the input files",
-            )
 
 
 def apply_filters(

@@ -27,10 +27,11 @@ import numpy as np
 from cdr.components import BuildContext, Component, DatasetConfig
 from cdr.config.validators import one_of
 from cdr.data.assemble import ItemMeta, RawDomain, assemble
-from cdr.data.atomic import AtomicTable, read_atomic
+from cdr.data.atomic import AtomicTable, id_column, rating_column, read_atomic, timestamp_column
 from cdr.data.filters import FilterConfig
 from cdr.data.records import CrossDomainDataset
-from cdr.errors import DataError
+from cdr.data.validate import RatingScale, above_rating_min, finite
+from cdr.errors import DataError, DatasetFormatError
 from cdr.progress import Reporter
 
 BOTH_RULES = ("target", "source", "drop", "hash")
@@ -50,20 +51,27 @@ def bundled_ml100k() -> Path | None:
 
 @attrs.frozen
 class MovieLensGenresConfig(DatasetConfig):
-    """MovieLens-100K, auxiliary domain = ``source_genres``, target = ``target_genres``."""
+    """MovieLens-100K, auxiliary domain = ``source_genres``, target = ``target_genres``.
+
+    Ratings must lie in ``[rating_min, rating_max]`` (1..5 stars); ``clip_ratings`` clips
+    them into it instead (the count is reported in the built dataset).
+    """
 
     kind: str = "ml-100k-genres"
     directory: str | None = None
     source_genres: tuple[str, ...] = ("Comedy",)
     target_genres: tuple[str, ...] = ("Drama",)
     both: str = attrs.field(default="target", validator=one_of(BOTH_RULES))
+    rating_min: float = attrs.field(default=1.0, validator=finite)
+    rating_max: float = attrs.field(default=5.0, validator=above_rating_min)
+    clip_ratings: bool = False
     filters: FilterConfig = attrs.field(factory=FilterConfig)
 
 
 def _item_meta(table: AtomicTable) -> tuple[dict[str, ItemMeta], dict[str, tuple[str, ...]]]:
     metas: dict[str, ItemMeta] = {}
     genres: dict[str, tuple[str, ...]] = {}
-    ids = table.column("item_id")
+    ids = id_column(table, "item_id")
     titles = table.column("movie_title")
     years = table.column("release_year")
     classes = table.column("class")
@@ -89,6 +97,12 @@ class MovieLensGenresProvider:
         self.config = config
         self.directory = Path(config.directory) if config.directory else bundled_ml100k()
         self.source = f"MovieLens-100K (GroupLens) from {self.directory}"
+
+    def inputs(self) -> list[Path]:
+        """The raw files ``load`` reads (their fingerprints are part of the cache key)."""
+        if self.directory is None:
+            return []
+        return [self.directory / "ml-100k.inter", self.directory / "ml-100k.item"]
 
     def _assign(self, genres: dict[str, tuple[str, ...]]) -> dict[str, str]:
         """item id -> "source" / "target" (items in neither genre set are left out)."""
@@ -116,26 +130,35 @@ class MovieLensGenresProvider:
                 hint="pip install --no-deps recbole (it ships ml-100k) or point "
                 "dataset.directory at a folder with ml-100k.inter and ml-100k.item",
             )
-        inter = read_atomic(self.directory / "ml-100k.inter")
-        metas, genres = _item_meta(read_atomic(self.directory / "ml-100k.item"))
+        inter_file, item_file = self.inputs()
+        inter = read_atomic(inter_file)
+        if len(inter) == 0:
+            raise DatasetFormatError(f"{inter_file}: no data rows (expected ratings)")
+        metas, genres = _item_meta(read_atomic(item_file))
         domain_of = self._assign(genres)
-        items = np.asarray(inter.column("item_id"), dtype=object)
-        users = np.asarray(inter.column("user_id"), dtype=object)
-        rating = np.asarray(inter.column("rating"), dtype=np.float32)
-        stamp = np.asarray(inter.column("timestamp"), dtype=np.float64).astype(np.int64)
+        items = np.asarray(id_column(inter, "item_id"), dtype=object)
+        users = np.asarray(id_column(inter, "user_id"), dtype=object)
+        rating, clipped = rating_column(inter, "rating", RatingScale.of(self.config))
+        stamp = timestamp_column(inter, "timestamp")
         where = np.asarray([domain_of.get(i, "") for i in items.tolist()], dtype=object)
         raws = {}
         for role, genre_set in (("source", self.config.source_genres),
                                 ("target", self.config.target_genres)):
             rows = np.flatnonzero(where == role)
+            name = "+".join(genre_set).lower()
+            if rows.size == 0:
+                raise DataError(
+                    f"{inter_file}: no rating of a {'/'.join(genre_set)} film (genres from "
+                    f"{item_file.name}), so the {role} domain {name!r} has no interactions")
             raws[role] = RawDomain(
-                name="+".join(genre_set).lower(),
+                name=name,
                 user_ids=users[rows].tolist(),
                 item_ids=items[rows].tolist(),
                 ratings=rating[rows],
                 timestamps=stamp[rows],
                 reviews=None,
                 items=metas,
+                clipped=int(clipped[rows].sum()),
             )
         return assemble("ml-100k-genres", raws["source"], raws["target"])
 

@@ -88,6 +88,8 @@ class Domain:
     num_users: size of the global user index space (shared with the other domain).
     reviews: review text aligned with ``interactions`` ([E] strings, '' when missing) or None.
     root: directory that image paths in ``items.image`` are relative to.
+    clipped_ratings: how many raw ratings were clipped into the declared scale on loading
+    (``clip_ratings``); recorded in the manifest's counts.
     """
 
     name: str
@@ -97,6 +99,7 @@ class Domain:
     items: ItemContent
     reviews: tuple[str, ...] | None = None
     root: Path | None = None
+    clipped_ratings: int = 0
 
     @property
     def num_items(self) -> int:

@@ -19,6 +19,7 @@ from torch import Tensor
 
 from cdr.config.experiment import SplitConfig
 from cdr.data.records import CrossDomainDataset, Domain, Interactions
+from cdr.data.validate import check_usable
 from cdr.errors import DataError, SplitError
 from cdr.runs import atomic_write_bytes
 from cdr.seeding import derive_seed
@@ -75,7 +76,11 @@ class ColdStartSplit:
 
 def cold_start_split(dataset: CrossDomainDataset, cfg: SplitConfig) -> ColdStartSplit:
     """MuSiC / PTUPCDR protocol: ``beta`` of the overlapping users become test cold-start
-    users; ``val_fraction`` of the remaining overlapping users validate; the rest train."""
+    users; ``val_fraction`` of the remaining overlapping users validate; the rest train.
+
+    DataError first if a domain cannot be trained or ranked on (``validate.check_usable``).
+    """
+    check_usable(dataset)
     overlap = dataset.overlapping_users()
     if overlap.numel() == 0:
         raise SplitError(
@@ -181,7 +186,11 @@ def _inductive_domain(domain: Domain, role: str, unseen_users: Tensor, num_users
 def inductive_split(dataset: CrossDomainDataset, cfg: SplitConfig) -> InductiveSplit:
     """MICRec / INMO protocol: ``unseen_user_fraction`` of the (global) users and
     ``unseen_item_fraction`` of each domain's items are unseen; every user's edges split by
-    ``ratios``; training edges touching an unseen user or item move to E_new."""
+    ``ratios``; training edges touching an unseen user or item move to E_new.
+
+    DataError first if a domain cannot be trained or ranked on (``validate.check_usable``).
+    """
+    check_usable(dataset)
     _check_ratios(cfg.ratios)
     unseen_users, seen_users = _sample(torch.arange(dataset.num_users), cfg.unseen_user_fraction,
                                        _rng(cfg, "inductive", "users"))

@@ -2,15 +2,21 @@
 
 Layout of a dataset directory (written to a temp dir, then renamed: never half-written)::
 
-    manifest.json              counts, filters applied, source, provider config, content hash
+    manifest.json              counts, filters applied, source, provider config, content hash,
+                               fingerprints of the raw input files
     users.parquet              user_id                      (row = global user index)
     {source,target}/items.parquet         item_id, title, description, categories, image
     {source,target}/interactions.parquet  user, item, rating, timestamp, review
     {source,target}/images/...            only when the provider draws images (synthetic)
 
-``load_dataset`` builds through the registered provider once per config (directory name =
-provider + hash of the config) and afterwards reloads the Parquet tables without touching the
-raw files. Image paths stay relative to the domain root recorded in the manifest.
+``load_dataset`` builds through the registered provider once per config and raw input
+(directory name = provider + hash of the config and of the fingerprints of the raw files the
+provider reads, its ``inputs()``), and afterwards reloads the Parquet tables without parsing
+the raw files again: a raw file whose content changes gets a new key, so it is rebuilt. A
+fingerprint is (name, size, sha256 of the bytes, streamed); the sha256 is remembered in
+``<cache_root>/.fingerprints.json`` by (size, mtime_ns, ctime_ns, inode), so an unchanged
+file is not re-hashed on every load. Image paths stay relative to the domain root recorded in
+the manifest.
 """
 
 from __future__ import annotations
@@ -20,7 +26,9 @@ import inspect
 import json
 import os
 import shutil
+import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +41,15 @@ from cdr.components import BuildContext, DatasetConfig
 from cdr.data.filters import FilterConfig, FilterReport, apply_filters, check_usable
 from cdr.data.records import CrossDomainDataset, Domain, Interactions, ItemContent
 from cdr.data.summary import summarize
-from cdr.errors import DataError
+from cdr.data.validate import RatingScale, one_line
+from cdr.errors import DataError, DatasetFormatError
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 
 FORMAT = "cdr-dataset"
 STORE_VERSION = 1
 MANIFEST = "manifest.json"
+FINGERPRINTS = ".fingerprints.json"
 ROLES = ("source", "target")
 
 USER_SCHEMA = pa.schema([pa.field("user_id", pa.string(), nullable=False)])
@@ -65,15 +75,100 @@ def config_data(config: DatasetConfig) -> dict[str, Any]:
     return json.loads(json.dumps(data, default=str))  # type: ignore[no-any-return]
 
 
-def dataset_key(config: DatasetConfig) -> str:
-    """A stable hash of the provider config and the store format."""
-    text = json.dumps({"format": STORE_VERSION, "config": config_data(config)}, sort_keys=True)
+@attrs.frozen
+class Fingerprint:
+    """One raw input file: resolved path, size, mtime_ns and the sha256 of its bytes."""
+
+    path: str
+    size: int
+    mtime_ns: int
+    sha256: str
+
+    def key(self) -> dict[str, Any]:
+        """What enters the cache key: the content, not where or when it was written."""
+        return {"name": Path(self.path).name, "size": self.size, "sha256": self.sha256}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def fingerprints(paths: Sequence[Path], memo: dict[str, Any] | None = None) -> list[Fingerprint]:
+    """Fingerprints of ``paths`` (in order). ``memo`` maps a resolved path to the stat it had
+    and its sha256; an entry whose stat still matches is reused, others are (re)computed and
+    stored in it. DataError / DatasetFormatError naming a missing or unreadable file."""
+    memo = {} if memo is None else memo
+    out: list[Fingerprint] = []
+    for path in paths:
+        resolved = str(path.resolve())
+        try:
+            st = path.stat()
+            if stat.S_ISDIR(st.st_mode):
+                raise DatasetFormatError(f"{path}: is a directory, expected a file")
+            if not stat.S_ISREG(st.st_mode):
+                raise DatasetFormatError(f"{path}: not a regular file")
+            state = [st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev]
+            entry = memo.get(resolved)
+            if isinstance(entry, dict) and entry.get("stat") == state and isinstance(
+                    entry.get("sha256"), str):
+                digest = entry["sha256"]
+            else:
+                digest = _sha256(path)
+                memo[resolved] = {"stat": state, "sha256": digest}
+        except FileNotFoundError as exc:
+            raise DataError(f"{path}: no such file") from exc
+        except OSError as exc:
+            raise DatasetFormatError(one_line(f"{path}: unreadable ({exc.strerror or exc})")) \
+                from exc
+        out.append(Fingerprint(resolved, st.st_size, st.st_mtime_ns, digest))
+    return out
+
+
+def provider_inputs(provider: Any) -> list[Path]:
+    """The raw files a provider reads (its optional ``inputs()``; none for generated data)."""
+    inputs = getattr(provider, "inputs", None)
+    return [Path(p) for p in inputs()] if callable(inputs) else []
+
+
+def _load_memo(cache_root: Path) -> dict[str, Any]:
+    try:
+        memo = json.loads((cache_root / FINGERPRINTS).read_text())
+    except (OSError, ValueError):
+        return {}
+    return memo if isinstance(memo, dict) else {}
+
+
+def _save_memo(cache_root: Path, memo: dict[str, Any]) -> None:
+    """Best effort (the memo only saves re-hashing): a temp file renamed into place."""
+    try:
+        fd, name = tempfile.mkstemp(dir=cache_root, prefix=f"{FINGERPRINTS}.tmp-")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(memo, fh, sort_keys=True)
+        os.replace(name, cache_root / FINGERPRINTS)
+    except OSError:
+        Path(name).unlink(missing_ok=True)
+
+
+def dataset_key(config: DatasetConfig, inputs: Sequence[Fingerprint] = ()) -> str:
+    """A stable hash of the provider config, the store format and the raw inputs' content."""
+    data: dict[str, Any] = {"format": STORE_VERSION, "config": config_data(config)}
+    if inputs:
+        data["inputs"] = [f.key() for f in inputs]
+    text = json.dumps(data, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def dataset_dir(config: DatasetConfig, cache_root: Path) -> Path:
-    """Where ``config``'s built dataset lives under ``cache_root``."""
-    return cache_root / f"{config.kind}-{dataset_key(config)[:12]}"
+def dataset_dir(config: DatasetConfig, cache_root: Path,
+                inputs: Sequence[Fingerprint] = ()) -> Path:
+    """Where ``config``'s dataset built from ``inputs`` lives under ``cache_root``."""
+    return cache_root / f"{config.kind}-{dataset_key(config, inputs)[:12]}"
 
 
 def _write(table: pa.Table, path: Path) -> None:
@@ -152,6 +247,7 @@ def save_dataset(
     config: dict[str, Any] | None = None,
     filters: list[FilterReport] | None = None,
     tmp: Path | None = None,
+    inputs: Sequence[Fingerprint] = (),
 ) -> Path:
     """Write ``dataset`` atomically to the new directory ``path``; returns ``path``.
 
@@ -174,6 +270,7 @@ def save_dataset(
             "counts": summarize(dataset),
             "domains": domains,
             "content_hash": content_hash(work),
+            "inputs": [attrs.asdict(f) for f in inputs],
         }
         (work / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
         return _finish(work, path)
@@ -244,6 +341,7 @@ def read_dataset(path: Path) -> CrossDomainDataset:
             ),
             reviews=tuple(inter.column("review").to_pylist()) if entry["has_reviews"] else None,
             root=None if root is None else (path / root).resolve(),
+            clipped_ratings=int(manifest["counts"][role].get("clipped_ratings", 0)),
         )
     return CrossDomainDataset(manifest["name"], tuple(users), domains["source"],
                               domains["target"])
@@ -261,6 +359,15 @@ def _call_load(provider: Any, reporter: Reporter, workdir: Path) -> CrossDomainD
     return dataset
 
 
+def _clip_reports(dataset: CrossDomainDataset, config: DatasetConfig) -> list[FilterReport]:
+    """One report per domain whose ratings were clipped on loading (``clip_ratings``)."""
+    scale = (RatingScale.of(config).describe() if hasattr(config, "rating_min")
+             else "the declared scale")
+    return [FilterReport(f"{domain.clipped_ratings} rating(s) clipped into {scale}",
+                         domain.name, 0)
+            for domain in (dataset.source, dataset.target) if domain.clipped_ratings]
+
+
 def build_dataset(
     config: DatasetConfig,
     registry: Registry,
@@ -271,32 +378,50 @@ def build_dataset(
 ) -> Path:
     """Build ``config``'s dataset into the cache unless already there; returns its directory.
 
-    The provider's ``filters`` (a ``FilterConfig`` field, when the config has one) are applied
-    here and their reports recorded in the manifest.
+    The cache directory is keyed by the config and the fingerprints of the provider's raw
+    input files, so changing a file rebuilds. The provider's ``filters`` (a ``FilterConfig``
+    field, when the config has one) are applied here and their reports recorded in the
+    manifest, with one report per domain whose ratings were clipped. A failing build leaves
+    nothing in ``cache_root``.
     """
-    final = dataset_dir(config, cache_root)
-    if (final / MANIFEST).exists() and not force:
-        return final
     component = registry.get("datasets", config.kind)
     provider = component.build(config, BuildContext())
+    paths = provider_inputs(provider)
+    memo = _load_memo(cache_root)
+    known = dict(memo)
+    inputs = fingerprints(paths, memo)
+    final = dataset_dir(config, cache_root, inputs)
+    if (final / MANIFEST).exists() and not force:
+        if memo != known:
+            _save_memo(cache_root, memo)
+        return final
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=cache_root, prefix=f".{final.name}.tmp-"))
     try:
         dataset = _call_load(provider, reporter or null_reporter, tmp)
-        check_usable(dataset)
+        now = fingerprints(paths, memo)
+        for file, before, after in zip(paths, inputs, now, strict=True):
+            if after.sha256 != before.sha256:
+                raise DataError(f"{file}: changed while the dataset was being built; "
+                                "build again")
+        check_usable(dataset, structure=True)
+        reports = _clip_reports(dataset, config)
         filters = getattr(config, "filters", None)
-        reports: list[FilterReport] = []
         if isinstance(filters, FilterConfig):
-            dataset, reports = apply_filters(dataset, filters)
+            dataset, applied = apply_filters(dataset, filters)
+            reports += applied
         if force and final.exists():
             shutil.rmtree(final)
-        return save_dataset(
+        path = save_dataset(
             dataset, final, source=str(getattr(provider, "source", config.kind)),
-            config=config_data(config), filters=reports, tmp=tmp,
+            config=config_data(config), filters=reports, tmp=tmp, inputs=inputs,
         )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if paths:
+        _save_memo(cache_root, memo)
+    return path
 
 
 def load_dataset(

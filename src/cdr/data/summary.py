@@ -23,6 +23,7 @@ def domain_counts(domain: Domain) -> dict[str, Any]:
         "mean_rating": float(ratings.mean()) if edges else 0.0,
         "with_reviews": domain.reviews is not None,
         "items_with_image": sum(1 for i in domain.items.image if i is not None),
+        "clipped_ratings": domain.clipped_ratings,
     }
 
 
