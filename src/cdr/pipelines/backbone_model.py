@@ -57,7 +57,6 @@ def overlapping_train_users(data: dict[str, DomainData], num_users: int) -> Tens
     return torch.nonzero(both).flatten()
 
 
-
 class InductiveModel(nn.Module):
     """The trainable parts: a backbone per domain and the aligner (if any)."""
 

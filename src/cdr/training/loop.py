@@ -7,8 +7,9 @@ its models):
 - epochs with an optional per-epoch hook (INMO's template-weight schedule);
 - validation every ``eval_every`` epochs and on the last, early stopping with patience,
   the best state restored at the end;
-- divergence detection: a non-finite loss or validation value stops the stage with a
-  ``DivergenceError`` naming the stage, epoch and step; the last good checkpoint is kept;
+- divergence detection: a non-finite loss, parameter (checked after every epoch) or
+  validation value stops the stage with a ``DivergenceError`` naming the stage, epoch and
+  step; the last good checkpoint is kept;
 - checkpoints (safetensors + JSON, ``cdr.training.checkpoint``) in the run directory:
   ``<stage>.last`` after every evaluated epoch (module, optimizer, RNG states, the
   stopper), ``<stage>.done`` once the stage has finished (its restored best state).
@@ -157,6 +158,8 @@ def fit(
             steps += 1
             for key, part in {"loss": value, **parts}.items():
                 sums[key] = sums.get(key, 0.0) + float(part)
+        if steps and not _finite(stage.module):
+            raise _diverged(stage.name, "parameters became non-finite", epoch, None, last_path)
         info = {key: total / max(steps, 1) for key, total in sums.items()}
         evaluate = stage.validate is not None and (
             (epoch + 1) % budget.eval_every == 0 or epoch + 1 == budget.epochs
@@ -216,14 +219,18 @@ def fit(
     return result
 
 
+def _finite(module: nn.Module) -> bool:
+    """Whether every parameter is finite (one device sync for all of them)."""
+    flags = [torch.isfinite(p).all() for p in module.parameters()]
+    return bool(torch.stack(flags).all()) if flags else True
+
+
 def _diverged(
     stage: str, what: str, epoch: int, step: int | None, last: Path | None
 ) -> DivergenceError:
     where = f"epoch {epoch + 1}" + (f", step {step + 1}" if step is not None else "")
     kept = (
-        f"; the last good checkpoint is kept ({last})"
-        if last is not None and last.exists()
-        else ""
+        f"; the last good checkpoint is kept ({last})" if last is not None and last.exists() else ""
     )
     return DivergenceError(
         f"{stage}: {what} at {where}{kept}",

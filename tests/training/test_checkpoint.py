@@ -1,0 +1,107 @@
+"""Checkpoints: safetensors + JSON round trips, and files that are not ours never run code."""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import stat
+from pathlib import Path
+
+import pytest
+import torch
+
+from cdr.errors import RunError
+from cdr.training.checkpoint import load_checkpoint, save_checkpoint
+
+
+def test_nested_state_round_trips_with_key_types_tuples_and_infinities(tmp_path: Path) -> None:
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(4, 3)).sum().backward()
+    opt.step()
+    state = {
+        "module": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "rng": torch.get_rng_state(),
+        "best": math.inf,
+        "nothing": None,
+        "betas": (0.9, 0.999),
+        "epoch": 7,
+    }
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, state)
+    back = load_checkpoint(path)
+    assert back["best"] == math.inf and back["epoch"] == 7 and back["nothing"] is None
+    assert back["betas"] == (0.9, 0.999)
+    assert torch.equal(back["rng"], state["rng"])
+    # optimizer state keeps its int keys, so Adam accepts it as is
+    assert set(back["optimizer"]["state"]) == {0, 1}
+    fresh = torch.optim.Adam(torch.nn.Linear(3, 2).parameters(), lr=0.1)
+    fresh.load_state_dict(back["optimizer"])
+    for key, value in model.state_dict().items():
+        assert torch.equal(back["module"][key], value)
+
+
+def test_checkpoint_files_get_the_umask_mode(tmp_path: Path) -> None:
+    old = os.umask(0o022)
+    try:
+        save_checkpoint(tmp_path / "c.safetensors", {"x": torch.zeros(2)})
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "c.safetensors").stat().st_mode) == 0o644
+
+
+class _Exploit:
+    """Unpickling this calls ``Path.touch(marker)``: proof that code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (Path(self.marker).touch, ())  # type: ignore[return-value]
+
+
+def test_malicious_pickle_checkpoint_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps({"model": _Exploit(marker)})
+    # sanity: this payload does run code when unpickled
+    pickle.loads(payload)
+    assert marker.exists()
+    marker.unlink()
+    # whatever the file is called (torch picks a loader by suffix; we must not)
+    for name in ("last.safetensors", "last.pt", "checkpoint"):
+        path = tmp_path / name
+        path.write_bytes(payload)
+        with pytest.raises(RunError, match="not a cdr checkpoint"):
+            load_checkpoint(path)
+        assert not marker.exists(), name
+        # a torch.save zip file carrying the same object: refused, nothing runs
+        with path.open("wb") as fh:
+            torch.save({"model": _Exploit(marker)}, fh)
+        with pytest.raises(RunError):
+            load_checkpoint(path)
+        assert not marker.exists(), name
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "directory", "foreign"])
+def test_damaged_checkpoints_are_one_line_run_errors(tmp_path: Path, damage: str) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, {"module": {"w": torch.arange(100.0)}, "epoch": 3})
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "flip":
+        path.write_bytes(data[:9] + bytes([data[9] ^ 0xFF]) + data[10:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "directory":
+        path.unlink()
+        path.mkdir()
+    else:  # a valid safetensors file that is not a cdr checkpoint
+        save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(RunError) as info:
+        load_checkpoint(path)
+    assert "\n" not in str(info.value) and str(path) in str(info.value)
