@@ -45,7 +45,8 @@ state = _State()
 
 
 def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Print a CdrError as one red line (+ hint) on stderr and exit 1; bugs keep tracebacks."""
+    """Print a CdrError (or an OSError: a path the file system refused) as one red line
+    (+ hint) on stderr and exit 1; other exceptions are bugs and keep their tracebacks."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -57,6 +58,15 @@ def user_errors(fn: Callable[P, R]) -> Callable[P, R]:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             if exc.hint:
                 err_console.print(f"[dim]hint: {exc.hint}[/]", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except OSError as exc:
+            # the file system said no (a path that is a file, permissions, a full disk):
+            # the user can act on it from one line naming the path
+            if state.debug:
+                raise
+            where = exc.filename if exc.filename is not None else "I/O"
+            reason = exc.strerror or str(exc)
+            err_console.print(f"[bold red]error:[/] {where}: {reason}", highlight=False)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted[/]; completed work is kept on disk")
