@@ -15,6 +15,7 @@ import io
 import json
 import math
 import os
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -535,6 +536,37 @@ def test_overflowing_vectors_never_reach_the_output(served: Served) -> None:
     check_error(info.value, path)
 
 
+@pytest.mark.parametrize(
+    ("field", "value", "expected"),
+    [
+        ("generator.dim", 9, "do not match the tensors"),
+        ("generator.in_dim", 7, "do not match the tensors"),
+        ("config", [1], "config: expected an object"),
+        ("config", None, "config: expected an object"),
+        ("target_item_ids", [], "target_item_ids: empty"),
+        ("user_ids.0", 5, "user_ids[0]: expected a string id"),
+    ],
+)
+def test_meta_fields_name_the_problem(
+    served: Served, field: str, value: Any, expected: str
+) -> None:
+    meta = _meta(served.members)
+    _set_path(meta, field, value, delete=False)
+    members = {**served.members, "meta.json": json.dumps(meta).encode()}
+    with pytest.raises(BundleError, match=re.escape(expected)):
+        Recommender.from_members(members, REGISTRY, name="m.cdr")
+    _record("bundle members", "error")
+
+
+def test_strict_json_refuses_non_finite_scores() -> None:
+    """The last guard: a non-finite score can never be printed as NaN / Infinity."""
+    _record("output", "error")
+    with pytest.raises(ValueError, match="Out of range float"):
+        dumps([Recommendation("u", ("a",), (float("nan"),), cold_start=False)])
+    with pytest.raises(ValueError, match="Out of range float"):
+        dumps([Recommendation("u", ("a",), (float("-inf"),), cold_start=False)])
+
+
 def test_unsupported_format_version(served: Served) -> None:
     meta = {**_meta(served.members), "format": "cdr-bundle/2"}
     members = {**served.members, "meta.json": json.dumps(meta).encode()}
@@ -741,14 +773,8 @@ def test_fixed_bad_histories(served: Served, tmp_path: Path) -> None:
         path = tmp_path / f"{name}.json"
         path.write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
         assert history_outcome(served, path) == "error", name
-        with pytest.raises(InputError, match=_escape(expected)):
+        with pytest.raises(InputError, match=re.escape(expected)):
             served.model.recommend_cold("u", read_history(path), k=3)
-
-
-def _escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
 
 
 def test_history_paths(served: Served, tmp_path: Path) -> None:

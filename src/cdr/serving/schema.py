@@ -97,7 +97,8 @@ class BundleContents:
 
 
 def read_members(path: Path) -> dict[str, bytes]:
-    """The members of the bundle zip at ``path``, in memory, after the archive-level checks."""
+    """The members of the bundle zip at ``path``, in memory, after the archive-level checks
+    (names, repeats, sizes, methods); which members are required is checked on parsing."""
     if not path.exists():
         raise BundleError(f"{path}: no such bundle", hint="write one with `cdr export RUN --out`")
     if path.is_dir():
@@ -114,9 +115,6 @@ def read_members(path: Path) -> dict[str, bytes]:
             dupes = sorted({n for n in names if names.count(n) > 1})
             if dupes:
                 raise BundleError(f"{path}: member {dupes[0]!r} appears more than once")
-            for required in (META, TENSORS):
-                if required not in names:
-                    raise BundleError(f"{path}: missing member {required!r}")
             members = {}
             for info in infos:
                 members[info.filename] = _read_member(path, zf, info)
