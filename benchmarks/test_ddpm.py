@@ -15,7 +15,8 @@ import torch
 from cdr.components import BuildContext
 from cdr.data.records import Interactions
 from cdr.generators.ddpm_generator import DDPMConfig, component
-from cdr.pipelines.coldstart import GeneratorRunner, TargetSpace, _rating_loss
+from cdr.pipelines.generation import GeneratorRunner, TargetSpace, rating_loss
+from cdr.scorers.dot import DotScorer
 
 DIM = 32
 COLD_USERS = 100_000
@@ -114,8 +115,8 @@ def test_stage2_epoch_task1_scale(benchmark) -> None:
         for start in range(0, overlap, 256):
             batch = users[start : start + 256]
             vectors = runner.generate(batch)
-            loss = 0.5 * runner.loss(batch, conditional=True) + 0.5 * _rating_loss(
-                vectors, batch, ratings, space.target_items
+            loss = 0.5 * runner.loss(batch, conditional=True) + 0.5 * rating_loss(
+                DotScorer(), vectors, batch, ratings, space.target_items
             )
             opt.zero_grad()
             loss.backward()

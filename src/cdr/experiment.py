@@ -8,47 +8,33 @@ was "interrupted" (Ctrl-C) or "failed" (with the one-line reason, e.g. a divergi
 
 from __future__ import annotations
 
-import importlib
 import time
 import tomllib
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
-from cdr.composition import PipelineKind, plan
+from cdr.composition import plan
 from cdr.config import ExperimentConfig, config_to_toml, structure_experiment
 from cdr.errors import RunError
+from cdr.pipelines.context import run_protocol
 from cdr.progress import Reporter
+from cdr.protocols import ProtocolSpec
 from cdr.registry import Registry
 from cdr.runs import CONFIG, METRICS, atomic_write_text, create_run_dir, read_json, write_json
 from cdr.seeding import seed_everything
 
 STATUS = "status.json"
 
-Pipeline = Callable[[ExperimentConfig, Registry, Path, Reporter | None], dict[str, float]]
-
-#: pipeline kind -> "module:function" (imported only when that pipeline runs)
-PIPELINES: dict[PipelineKind, str] = {
-    PipelineKind.COLD_START: "cdr.pipelines.coldstart:run_cold_start",
-    PipelineKind.INDUCTIVE: "cdr.pipelines.inductive:run_inductive",
-    PipelineKind.COMPOSED: "cdr.pipelines.composed:run_composed",
-}
-
 
 @attrs.frozen
 class RunRecord:
-    """A finished run: where it is, which pipeline ran, its flat test metrics."""
+    """A finished run: where it is, which protocol ran, its flat test metrics."""
 
     run_dir: Path
-    pipeline: PipelineKind
+    pipeline: str
     metrics: dict[str, float]
-
-
-def _pipeline(kind: PipelineKind) -> Pipeline:
-    module, _, name = PIPELINES[kind].partition(":")
-    return cast(Pipeline, getattr(importlib.import_module(module), name))
 
 
 def run_status(run_dir: Path) -> dict[str, Any]:
@@ -63,7 +49,7 @@ def run_experiment(
     run_dir: Path | None = None,
 ) -> RunRecord:
     """Train and evaluate ``cfg`` in a new run directory (``run_dir`` must not exist yet)."""
-    kind = plan(cfg)
+    protocol = plan(cfg, registry)
     if run_dir is None:
         run_dir = create_run_dir(Path(cfg.output_dir), cfg.name)
     else:
@@ -75,7 +61,7 @@ def run_experiment(
                 hint="use `cdr run --resume DIR` to continue it, or choose another --out",
             ) from exc
     atomic_write_text(run_dir / CONFIG, config_to_toml(cfg, registry))
-    return _execute(cfg, registry, kind, run_dir, reporter)
+    return _execute(cfg, registry, protocol, run_dir, reporter)
 
 
 def resume_experiment(
@@ -86,12 +72,12 @@ def resume_experiment(
     if not path.exists():
         raise RunError(f"{path}: missing; not a cdr run directory")
     cfg = structure_experiment(tomllib.loads(path.read_text()), registry)
-    kind = plan(cfg)
+    protocol = plan(cfg, registry)
     status = run_status(run_dir)
     if status.get("state") == "done":
         metrics = {k: float(v) for k, v in read_json(run_dir / METRICS).items() if _is_number(v)}
-        return RunRecord(run_dir, kind, metrics)
-    return _execute(cfg, registry, kind, run_dir, reporter)
+        return RunRecord(run_dir, protocol.name, metrics)
+    return _execute(cfg, registry, protocol, run_dir, reporter)
 
 
 def _is_number(value: Any) -> bool:
@@ -101,15 +87,16 @@ def _is_number(value: Any) -> bool:
 def _execute(
     cfg: ExperimentConfig,
     registry: Registry,
-    kind: PipelineKind,
+    protocol: ProtocolSpec,
     run_dir: Path,
     reporter: Reporter | None,
 ) -> RunRecord:
     started = time.time()
-    write_json(run_dir / STATUS, {"state": "running", "pipeline": str(kind), "started": started})
+    running = {"state": "running", "pipeline": protocol.name, "started": started}
+    write_json(run_dir / STATUS, running)
     seed_everything(cfg.seed)
     try:
-        metrics = _pipeline(kind)(cfg, registry, run_dir, reporter)
+        metrics = run_protocol(protocol, cfg, registry, run_dir, reporter)
     except BaseException as exc:
         # the status says why; checkpoints written so far stay for --resume
         interrupted = isinstance(exc, KeyboardInterrupt)
@@ -118,7 +105,7 @@ def _execute(
             run_dir / STATUS,
             {
                 "state": "interrupted" if interrupted else "failed",
-                "pipeline": str(kind),
+                "pipeline": protocol.name,
                 "started": started,
                 "seconds": round(time.time() - started, 3),
                 "reason": reason,
@@ -130,9 +117,9 @@ def _execute(
         run_dir / STATUS,
         {
             "state": "done",
-            "pipeline": str(kind),
+            "pipeline": protocol.name,
             "started": started,
             "seconds": round(time.time() - started, 3),
         },
     )
-    return RunRecord(run_dir, kind, metrics)
+    return RunRecord(run_dir, protocol.name, metrics)

@@ -3,7 +3,8 @@
 ``importlib.metadata.entry_points(group="cdr.<group>")`` is the whole mechanism: built-ins
 and third-party plugins register the same way. Names are read without importing anything;
 only a selected component is loaded. A plugin that fails to import is reported with its
-distribution name and leaves the rest working.
+distribution name and leaves the rest working. Evaluation protocols (``cdr.protocols``,
+``cdr.protocols.ProtocolSpec`` objects) are discovered the same way.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ import attrs
 
 from cdr.components import GROUPS, Component
 from cdr.errors import PluginError, UnknownComponentError
+from cdr.protocols import ProtocolSpec
 
 BUILTIN_DIST = "cdr"
+PROTOCOLS = "protocols"
 
 
 @attrs.frozen
@@ -43,10 +46,17 @@ class Registry:
     def __init__(self, eps: Iterable[EntryPoint] | None = None) -> None:
         self._eps: dict[str, dict[str, EntryPoint]] = {g: {} for g in GROUPS}
         self._cache: dict[tuple[str, str], Component] = {}
+        self._protocols: dict[str, EntryPoint] = {
+            ep.name: ep for ep in entry_points(group=f"cdr.{PROTOCOLS}")
+        }
+        self._protocol_cache: dict[str, ProtocolSpec] = {}
         self.conflicts: list[str] = []
         found = eps if eps is not None else self._discover()
         for ep in found:
             group = ep.group.removeprefix("cdr.")
+            if group == PROTOCOLS:
+                self._protocols[ep.name] = ep
+                continue
             if group not in self._eps:
                 continue
             known = self._eps[group].get(ep.name)
@@ -100,6 +110,35 @@ class Registry:
                 f"cdr.components.Component of group {group!r}"
             )
         self._cache[key] = obj
+        return obj
+
+    def protocol_names(self) -> list[str]:
+        return sorted(self._protocols)
+
+    def protocols(self) -> list[ProtocolSpec]:
+        """Every registered protocol, loaded (a broken plugin's is a PluginError)."""
+        return [self.protocol(name) for name in self.protocol_names()]
+
+    def protocol(self, name: str) -> ProtocolSpec:
+        if name in self._protocol_cache:
+            return self._protocol_cache[name]
+        ep = self._protocols.get(name)
+        if ep is None:
+            known = ", ".join(self.protocol_names()) or "(none)"
+            raise UnknownComponentError(f"unknown protocol {name!r}; known: {known}")
+        try:
+            obj = ep.load()
+        except Exception as exc:  # a broken plugin must not take the CLI down
+            raise PluginError(
+                f"plugin {_dist_name(ep)} failed to load protocol {name!r} ({ep.value}): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(obj, ProtocolSpec):
+            raise PluginError(
+                f"entry point {name!r} of {_dist_name(ep)} ({ep.value}) is not a "
+                "cdr.protocols.ProtocolSpec"
+            )
+        self._protocol_cache[name] = obj
         return obj
 
     @staticmethod

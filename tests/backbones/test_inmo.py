@@ -79,12 +79,12 @@ def test_se_loss_is_a_bpr_on_template_embeddings_and_trains() -> None:
     margin = e_u @ model.se_proj(model.item_emb[1]) - e_u @ model.se_proj(model.item_emb[0])
     # the triple with item 3 is dropped (not a template)
     torch.testing.assert_close(
-        model.regularization(users, items), torch.nn.functional.softplus(-margin)
+        model.regularization(TRAIN, users, items), torch.nn.functional.softplus(-margin)
     )
-    model.regularization(users, items).backward()
+    model.regularization(TRAIN, users, items).backward()
     assert model.se_proj.weight.grad is not None and model.user_emb.grad is not None
     zero = INMOBackbone(4, 4, 3, INMOConfig(se_weight=0.0), seed=0)
-    assert zero.regularization(users, items).item() == 0.0
+    assert zero.regularization(TRAIN, users, items).item() == 0.0
 
 
 def test_modality_aggregation_changes_representations_and_ablation_switches() -> None:

@@ -111,4 +111,5 @@ def test_backbone_represents_unseen_user_from_new_edges() -> None:
     users_no_edge, _ = model.represent(train)
     torch.testing.assert_close(users_no_edge[2], mean / 3)
     assert not torch.allclose(users[2], mean)
-    assert model.regularization(torch.tensor([0]), torch.tensor([0])).item() == 0.0
+    empty = Graph(torch.zeros(2, 0, dtype=torch.long), 1, 1)
+    assert model.regularization(empty, torch.tensor([0]), torch.tensor([0])).item() == 0.0

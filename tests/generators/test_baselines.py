@@ -9,8 +9,7 @@ import torch
 
 from cdr.components import BuildContext
 from cdr.errors import CompositionError
-from cdr.generators.ptupcdr import History
-from cdr.interfaces import Generator
+from cdr.interfaces import Generator, History
 
 NAMES = ["ddpm", "identity", "mapping", "ptupcdr", "diffcdr", "tgt", "cmf"]
 

@@ -10,20 +10,22 @@ import torch
 
 from cdr.config import load_experiment
 from cdr.data.records import Interactions
-from cdr.pipelines.coldstart import _history, _rating_loss
+from cdr.pipelines.generation import history_table, rating_loss
 from cdr.registry import Registry
+from cdr.scorers.dot import DotScorer
 
 BASE = ["dataset.size=tiny", "trainer.epochs=2", "trainer.batch_size=16", "evaluation.ks=[5]"]
 
 
 def _run(tmp_path: Path, name: str, *overrides: str) -> dict[str, float]:
-    from cdr.pipelines.coldstart import run_cold_start
+    from cdr.pipelines.coldstart import protocol
+    from cdr.pipelines.context import run_protocol
 
     registry = Registry()
     cfg = load_experiment(None, registry, [*BASE, *overrides])
     run_dir = tmp_path / name
     run_dir.mkdir()
-    return run_cold_start(cfg, registry, run_dir)
+    return run_protocol(protocol, cfg, registry, run_dir)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -62,7 +64,7 @@ def test_history_keeps_most_recent_items_per_user() -> None:
         torch.ones(4),
         torch.tensor([1, 3, 2, 0]),
     )
-    table, mask = _history(inter, 3, torch.device("cpu"))
+    table, mask = history_table(inter, 3, torch.device("cpu"))
     assert table[0].tolist() == [6, 7, 5]  # newest first
     assert mask[1].tolist() == [False, False, False]
     assert table[2, 0] == 1
@@ -77,7 +79,8 @@ def test_rating_loss_uses_only_the_batch_users() -> None:
     )
     items = torch.eye(2)
     vectors = torch.tensor([[2.0, 4.0]])  # user 1 predicts both ratings exactly
-    assert float(_rating_loss(vectors, torch.tensor([1]), ratings, items)) == 0.0
+    loss = rating_loss(DotScorer(), vectors, torch.tensor([1]), ratings, items)
+    assert float(loss) == 0.0
 
 
 def test_music_run_exports_a_servable_bundle(tmp_path: Path) -> None:

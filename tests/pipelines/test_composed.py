@@ -17,7 +17,8 @@ import torch
 
 from cdr.config import load_experiment
 from cdr.experiment import resume_experiment, run_experiment, run_status
-from cdr.pipelines.composed import calibrate, calibrated
+from cdr.scorers.calibrated import CalibratedScorer, calibrate
+from cdr.scorers.dot import DotScorer
 from cdr.registry import Registry
 from cdr.serving.bundle import Recommender, export_bundle
 from cdr.training.checkpoint import load_checkpoint
@@ -51,7 +52,7 @@ def test_ddpm_on_inmo_trains_and_evaluates_cold_users(tmp_path: Path) -> None:
     for key in ("mae", "rmse", "ndcg@20", "dual_rmse", "dual_ndcg@20", "val_ndcg@20"):
         assert math.isfinite(m[key]), key
     assert 0 <= m["ndcg@20"] <= 1
-    assert run_status(tmp_path / "run")["pipeline"] == "composed"
+    assert run_status(tmp_path / "run")["pipeline"] == "composed-cold-start"
 
 
 def test_export_then_recommend_known_and_cold_users(tmp_path: Path) -> None:
@@ -116,10 +117,12 @@ def test_calibration_recovers_an_affine_rating_map() -> None:
     users, items = torch.randn(20, 4, generator=gen), torch.randn(30, 4, generator=gen)
     u, i = torch.randint(0, 20, (200,), generator=gen), torch.randint(0, 30, (200,), generator=gen)
     rating = 0.7 * (users[u] * items[i]).sum(-1) + 3.0
-    a, b = calibrate(users, items, Interactions(u, i, rating, torch.zeros(200, dtype=torch.long)))
+    ratings = Interactions(u, i, rating, torch.zeros(200, dtype=torch.long))
+    a, b = calibrate(DotScorer(), users, items, ratings)
     assert a == pytest.approx(0.7, abs=1e-5) and b == pytest.approx(3.0, abs=1e-5)
-    uc, ic = calibrated(users, items, a, b)
-    assert torch.allclose(uc @ ic.T, 0.7 * users @ items.T + 3.0, atol=1e-4)
+    scorer = CalibratedScorer(DotScorer(), a, b)
+    assert torch.allclose(scorer.score(users, items), 0.7 * users @ items.T + 3.0, atol=1e-4)
+    assert torch.allclose(scorer.rate(users[u], items[i]), rating, atol=1e-4)
 
 
 def test_ddpm_on_inmo_on_the_inductive_protocol(tmp_path: Path) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from cdr.config.loading import load_experiment
-from cdr.pipelines.inductive import run_inductive
+from cdr.pipelines.context import run_protocol
+from cdr.pipelines.inductive import protocol
 from cdr.registry import Registry
 from cdr.runs import read_json
 
@@ -36,7 +37,7 @@ def run(registry: Registry, run_dir: Path, backbone: str, aligner: str, extra: l
     components = {"backbone": backbone, "aligner": aligner, "generator": "none"}
     cfg = load_experiment(None, registry, [*BASE, *extra], components)
     run_dir.mkdir()
-    return run_inductive(cfg, registry, run_dir)
+    return run_protocol(protocol, cfg, registry, run_dir)
 
 
 def test_micrec_runs_end_to_end_with_all_slices(registry: Registry, tmp_path: Path) -> None:
@@ -69,7 +70,7 @@ def test_resume_continues_from_the_last_checkpoint(registry: Registry, tmp_path:
         [*BASE, "backbone.multimodal=false", "trainer.epochs=3"],
         {"backbone": "inmo", "aligner": "none", "generator": "none"},
     )
-    metrics = run_inductive(cfg, registry, run_dir)  # picks up epoch 2 of 3
+    metrics = run_protocol(protocol, cfg, registry, run_dir)  # picks up epoch 2 of 3
     assert metrics["best_epoch"] <= 2
 
 

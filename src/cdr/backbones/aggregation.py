@@ -20,23 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cdr.interfaces import ModalityFeatures
 
-@attrs.frozen(eq=False)
-class ModalityFeatures:
-    """Per-item features of one domain: text [I, Ft] and image [I, Fv] (either may be None)."""
-
-    text: Tensor | None = None
-    image: Tensor | None = None
-
-    def __attrs_post_init__(self) -> None:
-        if self.text is not None and self.image is not None and len(self.text) != len(self.image):
-            raise ValueError(
-                f"image: {len(self.image)} rows, but text has {len(self.text)} (one per item)"
-            )
-
-    @property
-    def empty(self) -> bool:
-        return self.text is None and self.image is None
+__all__ = ["ModalityFeatures", "Neighbourhoods", "aggregate", "neighbourhoods"]
 
 
 def mean_of_items(item_features: Tensor, edge_index: Tensor, num_users: int) -> Tensor:

@@ -27,11 +27,12 @@ from torch import Tensor, nn
 
 from cdr.backbones.adjacency import AdjacencyCache, IdentityCache, csr_from_edges, sparse_matmul
 from cdr.backbones.aggregation import ModalityFeatures, Neighbourhoods, aggregate, neighbourhoods
+from cdr.backbones.base import BackboneBase
 from cdr.backbones.lightgcn import propagate
 from cdr.backbones.templates import RANKINGS, select_templates
 from cdr.components import BackboneConfig, BuildContext, Component
 from cdr.config.validators import in_range, non_negative, one_of, positive
-from cdr.interfaces import Graph
+from cdr.interfaces import BackboneTraits, Graph
 
 SCHEDULES = ("linear", "cosine", "constant")
 
@@ -136,7 +137,7 @@ def template_edges(
     )
 
 
-class INMOBackbone(nn.Module):
+class INMOBackbone(BackboneBase):
     """Template embeddings -> (modality aggregation) -> LightGCN; see the module docstring.
 
     Embedding tables span all users/items ([U, D], [I, D]) so checkpoints have fixed shapes;
@@ -159,6 +160,11 @@ class INMOBackbone(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config or INMOConfig()
+        cfg = self.config
+        self.traits = BackboneTraits(
+            text_encoder=cfg.text_encoder if cfg.multimodal and cfg.text else None,
+            image_encoder=cfg.image_encoder if cfg.multimodal and cfg.image else None,
+        )
         self.num_users, self.num_items, self.seed = num_users, num_items, seed
         gen = torch.Generator().manual_seed(seed)
         std = self.config.init_std
@@ -281,7 +287,7 @@ class INMOBackbone(nn.Module):
             cache=self.adjacency_cache,
         )
 
-    def regularization(self, users: Tensor, items: Tensor) -> Tensor:
+    def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
         """``beta * L_SE`` (eq. 6) over a batch: users [B]; items [B, 2] (positive, negative)
         or [B] positives (negatives then drawn uniformly from the template items)."""
         if self.config.se_weight == 0 or users.numel() == 0:

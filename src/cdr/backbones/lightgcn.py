@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from cdr.backbones.adjacency import DEFAULT_CACHE, AdjacencyCache, layer_mean
+from cdr.backbones.base import BackboneBase
 from cdr.components import BackboneConfig, BuildContext, Component
 from cdr.config.validators import non_negative, positive
 from cdr.interfaces import Graph
@@ -66,7 +67,7 @@ class LightGCNConfig(BackboneConfig):
     init_std: float = attrs.field(default=0.1, validator=positive)
 
 
-class LightGCNBackbone(nn.Module):
+class LightGCNBackbone(BackboneBase):
     """Free embeddings ``[U, D]``, ``[I, D]`` + LightGCN propagation (0 layers = MF).
 
     ``prepare(train_graph)`` records which nodes are seen (called by the first ``represent``
@@ -115,8 +116,6 @@ class LightGCNBackbone(nn.Module):
             items = fill_unseen(items, self.seen_items)
         return propagate(graph.edge_index, users, items, self.num_layers, cache=self.cache)
 
-    def regularization(self, users: Tensor, items: Tensor) -> Tensor:
-        return self.user_emb.new_zeros(())
 
 
 def _build(config: LightGCNConfig, ctx: BuildContext) -> LightGCNBackbone:

@@ -78,9 +78,11 @@ def compose(
     cfg = load_experiment(
         config, registry, set_ or [], {k: v for k, v in chosen.items() if v is not None}
     )
-    kind = plan(cfg)  # refuse a combination that cannot work before showing or training it
+    # refuse a combination that cannot work before showing or training it
+    protocol = plan(cfg, registry)
     console.print(composition_tree(cfg, registry))
-    console.print(f"[dim]pipeline:[/] {kind}")
+    stages = " -> ".join(stage.name for stage in protocol.stages)
+    console.print(f"[dim]protocol:[/] {protocol.name}  [dim]({stages})[/]")
     if dry_run:
         return
     with reporter() as progress:

@@ -5,7 +5,7 @@ target-only MF can do is one vector for every such user: the mean target user ve
 (learned by MSE), i.e. ranking by the items' mean predicted appeal.
 ``cmf``: collective MF (Singh & Gordon 2008): one user representation shared by both
 domains, so a cold-start user's auxiliary vector is used as their target vector. The
-sharing is learned by the cold-start pipeline (``shared_user_space``: its target-space fit
+sharing is learned by the cold-start pipeline (``traits.shared_user_space``: its target-space fit
 also explains overlapping training users' target ratings from their auxiliary vectors).
 """
 
@@ -18,6 +18,8 @@ from torch import Tensor, nn
 
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.errors import CompositionError
+from cdr.generators.base import GeneratorBase
+from cdr.interfaces import GeneratorTraits, History
 
 
 @attrs.frozen
@@ -25,18 +27,19 @@ class TargetOnlyConfig(GeneratorConfig):
     kind: str = "tgt"
 
 
-class TargetOnlyGenerator(nn.Module):
+class TargetOnlyGenerator(GeneratorBase):
     """Every user gets the learned mean target vector ``mean`` [dim]; the condition is unused."""
 
-    side_users = True  # side users' target vectors inform the mean as well
-
     def __init__(self, dim: int) -> None:
-        super().__init__()
+        # side users' target vectors inform the mean as well
+        super().__init__(GeneratorTraits(side_users=True))
         self.mean = nn.Parameter(torch.zeros(dim))
         self.seen: Tensor
         self.register_buffer("seen", torch.zeros(()))
 
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+    def loss(
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
+    ) -> Tensor:
         """MSE to the mean; in training the mean is also set to the exact running average
         of the targets seen so far (closed form: a few Adam steps would underfit it)."""
         if self.training:
@@ -46,7 +49,9 @@ class TargetOnlyGenerator(nn.Module):
                 self.seen += n
         return F.mse_loss(self.mean.expand_as(target), target)
 
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+    def generate(
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
+    ) -> Tensor:
         return self.mean.expand(condition.shape[0], -1)
 
 
@@ -55,15 +60,20 @@ class CMFConfig(GeneratorConfig):
     kind: str = "cmf"
 
 
-class CMFGenerator(nn.Module):
+class CMFGenerator(GeneratorBase):
     """target = condition (the shared user vector); parameter-free."""
 
-    shared_user_space = True
+    def __init__(self) -> None:
+        super().__init__(GeneratorTraits(shared_user_space=True))
 
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+    def loss(
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
+    ) -> Tensor:
         return torch.zeros((), device=target.device)
 
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+    def generate(
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
+    ) -> Tensor:
         return condition
 
 

@@ -19,8 +19,10 @@ from torch import Tensor, nn
 
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.config.validators import in_range, one_of, positive
+from cdr.generators.base import GeneratorBase
 from cdr.generators.ddpm import NoiseSchedule, Prediction, Sampler, sample
 from cdr.generators.unet import MLPDenoiser, VectorUNet
+from cdr.interfaces import GeneratorTraits, History
 
 
 def _widths(_: Any, attribute: attrs.Attribute[Any], value: tuple[int, ...]) -> None:
@@ -72,7 +74,7 @@ def make_denoiser(config: DDPMConfig, dim: int, cond_dim: int) -> nn.Module:
     return VectorUNet(dim, cond_dim, config.widths, config.time_dim, config.dropout)
 
 
-class DiffusionGenerator(nn.Module):
+class DiffusionGenerator(GeneratorBase):
     """A denoiser over target vectors [B, dim], conditioned on auxiliary vectors [B, in_dim]."""
 
     def __init__(
@@ -86,8 +88,9 @@ class DiffusionGenerator(nn.Module):
         compile: bool = False,
         sample_chunk: int = 8192,
         sample_dtype: torch.dtype = torch.float32,
+        traits: GeneratorTraits | None = None,
     ) -> None:
-        super().__init__()
+        super().__init__(traits)
         self.dim = dim
         self.sample_chunk = sample_chunk
         self.sample_dtype = sample_dtype
@@ -104,7 +107,9 @@ class DiffusionGenerator(nn.Module):
         out: Tensor = denoise(x_t, t, condition)
         return out
 
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+    def loss(
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
+    ) -> Tensor:
         """E_{t, eps} ||x0 - f_theta(x_t, t, f_con)||^2 (eq. 10; eq. 11 without condition)."""
         # 1. per-sample step t ~ U{0..T-1} and noise eps ~ N(0, I)
         t = torch.randint(0, self.schedule.num_steps, (target.shape[0],), device=target.device)
@@ -115,12 +120,19 @@ class DiffusionGenerator(nn.Module):
         goal = target if self.prediction == "x0" else noise
         return F.mse_loss(self.denoise(x_t, t, condition), goal)
 
+    def diagnostics(self) -> dict[str, float]:
+        """``terminal_snr``: SNR at the last step, abar / (1 - abar) (0 would be pure noise)."""
+        last = torch.tensor([self.schedule.num_steps - 1], device=self.schedule.betas.device)
+        return {"terminal_snr": float(self.schedule.snr(last))}
+
     def initial_sample(self, condition: Tensor, generator: torch.Generator | None) -> Tensor:
         """x_{T-1} ~ N(0, I) [B, dim] (MuSiC 3.3.4: cold-start users start from pure noise)."""
         shape = (condition.shape[0], self.dim)
         return torch.randn(shape, generator=generator, device=condition.device)
 
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+    def generate(
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
+    ) -> Tensor:
         """Target vectors [B, dim] for users with auxiliary vectors ``condition`` [B, in_dim].
 
         Users are independent, so the reverse chain runs over ``sample_chunk`` rows at a time:
@@ -158,6 +170,7 @@ def _build(config: DDPMConfig, ctx: BuildContext) -> DiffusionGenerator:
         compile=config.compile,
         sample_chunk=config.sample_chunk,
         sample_dtype=torch.bfloat16 if config.sample_dtype == "bfloat16" else torch.float32,
+        traits=GeneratorTraits(side_users=config.side_users, joint_weight=config.joint_weight),
     )
     return generator.to(ctx.device)
 

@@ -16,6 +16,7 @@ from cdr.errors import CompositionError
 from cdr.generators.ddpm import NoiseSchedule
 from cdr.generators.ddpm_generator import DiffusionGenerator
 from cdr.generators.unet import MLPDenoiser
+from cdr.interfaces import GeneratorTraits
 
 
 @attrs.frozen
@@ -50,7 +51,9 @@ def _build(config: DiffCDRConfig, ctx: BuildContext) -> DiffCDRGenerator:
         else NoiseSchedule.linear(config.steps)
     )
     denoiser = MLPDenoiser(ctx.dim, ctx.in_dim, config.hidden, 2, config.time_dim)
-    return DiffCDRGenerator(schedule, denoiser, ctx.dim, prediction="epsilon").to(ctx.device)
+    traits = GeneratorTraits(joint_weight=config.joint_weight)
+    generator = DiffCDRGenerator(schedule, denoiser, ctx.dim, prediction="epsilon", traits=traits)
+    return generator.to(ctx.device)
 
 
 component = Component(

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import attrs
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.errors import CompositionError
+from cdr.generators.base import GeneratorBase
+from cdr.interfaces import History
 
 
 @attrs.frozen
@@ -18,13 +20,17 @@ class IdentityConfig(GeneratorConfig):
     kind: str = "identity"
 
 
-class IdentityGenerator(nn.Module):
+class IdentityGenerator(GeneratorBase):
     """target = condition. Requires equal auxiliary and target widths."""
 
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+    def loss(
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
+    ) -> Tensor:
         return torch.zeros((), device=target.device)
 
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+    def generate(
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
+    ) -> Tensor:
         return condition
 
 

@@ -13,6 +13,8 @@ from torch import Tensor, nn
 
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.config.validators import in_range, positive
+from cdr.generators.base import GeneratorBase
+from cdr.interfaces import GeneratorTraits, History
 
 
 @attrs.frozen
@@ -27,11 +29,19 @@ class MappingConfig(GeneratorConfig):
     joint_weight: float = attrs.field(default=1.0, validator=in_range(0.0, 1.0))
 
 
-class MappingGenerator(nn.Module):
+class MappingGenerator(GeneratorBase):
     """f^T_hat = MLP(f^A): [B, in_dim] -> [B, dim] (tanh hidden layers, linear output)."""
 
-    def __init__(self, in_dim: int, dim: int, hidden: int, layers: int, dropout: float) -> None:
-        super().__init__()
+    def __init__(
+        self,
+        in_dim: int,
+        dim: int,
+        hidden: int,
+        layers: int,
+        dropout: float,
+        joint_weight: float = 1.0,
+    ) -> None:
+        super().__init__(GeneratorTraits(joint_weight=joint_weight))
         mods: list[nn.Module] = []
         width = in_dim
         for _ in range(layers - 1):
@@ -40,18 +50,24 @@ class MappingGenerator(nn.Module):
         mods.append(nn.Linear(width, dim))
         self.net = nn.Sequential(*mods)
 
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
+    def loss(
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
+    ) -> Tensor:
         if condition is None:
             return torch.zeros((), device=target.device)
         return F.mse_loss(self.net(condition), target)
 
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
+    def generate(
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
+    ) -> Tensor:
         out: Tensor = self.net(condition)
         return out
 
 
 def _build(config: MappingConfig, ctx: BuildContext) -> MappingGenerator:
-    gen = MappingGenerator(ctx.in_dim, ctx.dim, config.hidden, config.layers, config.dropout)
+    gen = MappingGenerator(
+        ctx.in_dim, ctx.dim, config.hidden, config.layers, config.dropout, config.joint_weight
+    )
     return gen.to(ctx.device)
 
 

@@ -2,10 +2,11 @@
 
 A characteristic encoder attends over the user's auxiliary-domain item vectors
 (a_j = softmax_j(h(e_j)), p_u = sum_j a_j e_j); the meta-network turns p_u into a
-personal linear bridge W_u [in_dim, dim]; f^T_hat = f^A W_u. The history is passed as the
-optional keyword ``history`` (a :class:`History`), which the cold-start pipeline supplies to
-generators whose ``uses_history`` is True; without it p_u falls back to the user's own
-auxiliary vector. PTUPCDR trains task-oriented (on ratings): ``joint_weight`` 0 by default.
+personal linear bridge W_u [in_dim, dim]; f^T_hat = f^A W_u. The history is the
+``history`` argument of the Generator interface (a :class:`cdr.interfaces.History`), which
+pipelines supply because ``traits.uses_history`` is True; without it p_u falls back to the
+user's own auxiliary vector. PTUPCDR trains task-oriented (on ratings): ``joint_weight`` 0
+by default.
 """
 
 from __future__ import annotations
@@ -17,14 +18,8 @@ from torch import Tensor, nn
 
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.config.validators import in_range, positive
-
-
-@attrs.frozen(eq=False)
-class History:
-    """A batch of auxiliary histories: items [B, L, in_dim] (padded), mask [B, L] (True = real)."""
-
-    items: Tensor
-    mask: Tensor
+from cdr.generators.base import GeneratorBase
+from cdr.interfaces import GeneratorTraits, History
 
 
 @attrs.frozen
@@ -34,11 +29,12 @@ class PTUPCDRConfig(GeneratorConfig):
     joint_weight: float = attrs.field(default=0.0, validator=in_range(0.0, 1.0))
 
 
-class PTUPCDRGenerator(nn.Module):
-    uses_history = True
-
-    def __init__(self, in_dim: int, dim: int, hidden: int) -> None:
-        super().__init__()
+class PTUPCDRGenerator(GeneratorBase):
+    def __init__(self, in_dim: int, dim: int, hidden: int, joint_weight: float = 0.0) -> None:
+        # servable=False: a served cold-start user has a fold-in vector, not a history
+        super().__init__(
+            GeneratorTraits(uses_history=True, joint_weight=joint_weight, servable=False)
+        )
         self.in_dim, self.dim = in_dim, dim
         self.attention = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Linear(hidden, 1))
         last = nn.Linear(hidden, in_dim * dim)
@@ -64,20 +60,21 @@ class PTUPCDRGenerator(nn.Module):
         return torch.bmm(condition.unsqueeze(1), w_u).squeeze(1)
 
     def loss(
-        self, target: Tensor, condition: Tensor | None, *, history: History | None = None
+        self, target: Tensor, condition: Tensor | None, history: History | None = None
     ) -> Tensor:
         if condition is None:
             return torch.zeros((), device=target.device)
         return F.mse_loss(self.bridge(condition, history), target)
 
     def generate(
-        self, condition: Tensor, *, seed: int | None = None, history: History | None = None
+        self, condition: Tensor, *, history: History | None = None, seed: int | None = None
     ) -> Tensor:
         return self.bridge(condition, history)
 
 
 def _build(config: PTUPCDRConfig, ctx: BuildContext) -> PTUPCDRGenerator:
-    return PTUPCDRGenerator(ctx.in_dim, ctx.dim, config.hidden).to(ctx.device)
+    generator = PTUPCDRGenerator(ctx.in_dim, ctx.dim, config.hidden, config.joint_weight)
+    return generator.to(ctx.device)
 
 
 component = Component(

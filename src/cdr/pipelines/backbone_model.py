@@ -58,31 +58,27 @@ def overlapping_train_users(data: dict[str, DomainData], num_users: int) -> Tens
 
 
 class InductiveModel(nn.Module):
-    """The trainable parts: a backbone per domain and the aligner (if any)."""
+    """The trainable parts: a backbone per domain and the aligner (None: no aligner).
+
+    An aligner is an ``nn.Module`` (a parameter-free one simply has no parameters), so it
+    is checkpointed with the backbones."""
 
     def __init__(self, backbones: dict[str, GraphBackbone], aligner: Aligner | None) -> None:
         super().__init__()
         self.backbones = nn.ModuleDict(cast(dict[str, nn.Module], backbones))
-        if isinstance(aligner, nn.Module):
-            self.aligner: nn.Module | None = aligner
-        else:  # a parameter-free aligner (or none): kept outside the module tree
-            self.aligner = None
-            self.__dict__["_plain_aligner"] = aligner
+        self.aligner = cast(nn.Module | None, aligner)
 
     @property
     def aligner_fn(self) -> Aligner | None:
-        if self.aligner is not None:
-            return cast(Aligner, self.aligner)
-        return cast("Aligner | None", self.__dict__.get("_plain_aligner"))
+        return cast("Aligner | None", self.aligner)
 
     def backbone(self, name: str) -> GraphBackbone:
         return cast(GraphBackbone, self.backbones[name])
 
     def set_epoch(self, epoch: int) -> None:
-        for module in self.backbones.values():
-            set_epoch = getattr(module, "set_epoch", None)
-            if callable(set_epoch):
-                set_epoch(epoch)
+        """The backbones' per-epoch hook (INMO's alpha; a no-op for plain backbones)."""
+        for name in self.backbones:
+            self.backbone(name).set_epoch(epoch)
 
     def represent(self, graphs: dict[str, Graph]) -> dict[str, tuple[Tensor, Tensor]]:
         return {name: self.backbone(name).represent(g) for name, g in graphs.items()}
@@ -101,7 +97,8 @@ def training_loss(
     for name, (users, pos, neg) in batches.items():
         u_rep, i_rep = reps[name]
         bpr = bpr_loss(u_rep[users], i_rep[pos], i_rep[neg])
-        reg = model.backbone(name).regularization(users, torch.stack([pos, neg], dim=1))
+        items = torch.stack([pos, neg], dim=1)  # [B, 2]
+        reg = model.backbone(name).regularization(data[name].train, users, items)
         total = total + bpr + reg
         parts[f"{name}_bpr"], parts[f"{name}_reg"] = float(bpr.detach()), float(reg.detach())
     if model.aligner_fn is not None and anchors is not None and anchors.numel() >= 2:

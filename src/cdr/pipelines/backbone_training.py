@@ -53,7 +53,7 @@ def train_backbones(
         name: BPRSampler(d.split.train, d.domain.num_items, gen) for name, d in data.items()
     }
     anchors_pool = overlapping_train_users(data, num_users)
-    batch_users = int(getattr(model.aligner_fn, "batch_users", 64))
+    batch_users = model.aligner_fn.batch_users if model.aligner_fn is not None else 0
     steps = math.ceil(max(len(s) for s in samplers.values()) / cfg.trainer.batch_size)
     k = cfg.evaluation.k
 

@@ -8,67 +8,61 @@ Stages (MuSiC sections 3.2-3.5; see docs/music.md for the design choices):
    Model selection on a 10% hold-out of those ratings. The heads are then frozen: x0 =
    f_u^T (target vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
 1. Side users (eq. 11): the generator's unconditional loss on side users' x0, when the
-   generator config has ``side_users = true`` ("w/o side" = false).
+   generator's ``traits.side_users`` (ddpm: the config's ``side_users``; "w/o side" = false).
 2. Overlapping training users (eq. 12-13): lambda * generator loss + (1 - lambda) * MSE of
-   the ratings predicted from generated vectors; lambda = the generator config's
-   ``joint_weight``. Early stopping on validation users' RMSE only.
+   the ratings predicted from generated vectors; lambda = ``traits.joint_weight``. Early
+   stopping on validation users' RMSE only.
 3. Test: cold-start users' vectors generated from their auxiliary vectors; MAE, RMSE and
    NDCG on their seen-item ratings, and on unseen items (dual cold-start) when the split
    holds items out.
+
+As a protocol (``protocol`` below, registered as ``cold-start``): features -> generator ->
+target space (stage 0) -> runner -> stage 1 -> stage 2 -> test -> outputs. Ratings and
+rankings are read off the space through the configured ``Scorer`` (eq. 8: ``dot``).
 """
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Any, cast
 
 import attrs
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdr.components import BuildContext
 from cdr.config.experiment import ExperimentConfig
-from cdr.container import build_container
 from cdr.data.records import CrossDomainDataset, Domain, Interactions
 from cdr.data.splits import ColdStartSplit, cold_start_split
-from cdr.data.store import load_dataset
-from cdr.device import resolve_device
 from cdr.encoders.features import compute_features
 from cdr.encoders.projection import ProjectionHead
-from cdr.errors import CompositionError, SplitError
-from cdr.evaluation.ranking import RankingResult
-from cdr.generators.ptupcdr import History
-from cdr.interfaces import Entity, Generator
+from cdr.errors import SplitError
+from cdr.evaluation.results import write_results
+from cdr.generators.base import GeneratorBase
+from cdr.interfaces import Entity, Scorer
 from cdr.pipelines.coldstart_eval import evaluate_cold_users
-from cdr.pipelines.generator_training import (
-    UserBatches,
-    train_overlapping_users,
-    train_side_users,
+from cdr.pipelines.context import RunContext, RunState, require
+from cdr.pipelines.generation import (
+    BUILD,
+    RUNNER,
+    SIDE,
+    Generation,
+    GeneratorUsers,
+    TargetSpace,
+    _to,
+    overlapping_users,
 )
-from cdr.progress import Reporter, null_reporter
-from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS, METRICS, write_json, write_table
+from cdr.progress import Reporter
+from cdr.protocols import ProtocolSpec, StageSpec
+from cdr.runs import write_json
 from cdr.seeding import derive_seed
 from cdr.training.loop import Budget, Stage, fit
+
+__all__ = ["TargetSpace", "fit_target_space", "protocol", "save_space_serving"]
 
 #: width of the projection heads' hidden layer (MuSiC 4.1.4)
 HEAD_HIDDEN = 128
 #: stage 0 batches are ratings, not users: this many times trainer.batch_size
 RATING_BATCH_FACTOR = 16
-#: most recent auxiliary items kept per user for history-based generators (PTUPCDR)
-MAX_HISTORY = 50
-
-
-@attrs.frozen(eq=False)
-class TargetSpace:
-    """Frozen stage-0 outputs: user vectors of both domains [U, D], item vectors [I, D]."""
-
-    target_users: Tensor
-    source_users: Tensor
-    target_items: Tensor
-    source_items: Tensor
 
 
 def _visible_target(dataset: CrossDomainDataset, split: ColdStartSplit) -> Domain:
@@ -86,15 +80,6 @@ def _visible_target(dataset: CrossDomainDataset, split: ColdStartSplit) -> Domai
     if reviews is not None:
         reviews = tuple(r for r, k in zip(reviews, keep.tolist(), strict=True) if k)
     return attrs.evolve(target, interactions=target.interactions.select(keep), reviews=reviews)
-
-
-def _to(inter: Interactions, device: torch.device) -> Interactions:
-    return Interactions(
-        inter.user.to(device),
-        inter.item.to(device),
-        inter.rating.float().to(device),
-        inter.timestamp.to(device),
-    )
 
 
 def _holdout(inter: Interactions, fraction: float, seed: int) -> tuple[Interactions, Interactions]:
@@ -180,195 +165,100 @@ def fit_target_space(
     return space, {"stage0_val_rmse": result.best, "stage0_epochs": float(result.best_epoch + 1)}
 
 
-def _history(source: Interactions, num_users: int, device: torch.device) -> tuple[Tensor, Tensor]:
-    """Padded most-recent auxiliary items per user: items [U, L] (-1 = pad), built by sorting."""
-    order = torch.argsort(source.timestamp, descending=True, stable=True)
-    order = order[torch.argsort(source.user[order], stable=True)]
-    user, item = source.user[order], source.item[order]
-    counts = torch.bincount(user, minlength=num_users)
-    starts = torch.cumsum(counts, 0) - counts
-    pos = torch.arange(user.numel()) - starts[user]  # rank within the user's history
-    keep = pos < MAX_HISTORY
-    length = int(min(MAX_HISTORY, int(counts.max()) if counts.numel() else 0)) or 1
-    table = torch.full((num_users, length), -1, dtype=torch.long)
-    table[user[keep], pos[keep]] = item[keep]
-    return table.to(device), (table >= 0).to(device)
+# -- stages --------------------------------------------------------------------------------
 
 
-class GeneratorRunner:
-    """Calls a generator, passing the auxiliary history to those that use one (PTUPCDR)."""
-
-    def __init__(self, generator: Any, space: TargetSpace, history: tuple[Tensor, Tensor]) -> None:
-        self.generator = generator
-        self.space = space
-        self.uses_history = bool(getattr(generator, "uses_history", False))
-        self.table, self.mask = history
-
-    def _kw(self, users: Tensor) -> dict[str, History]:
-        if not self.uses_history:
-            return {}
-        idx = self.table[users]
-        items = self.space.source_items[idx.clamp_min(0)]  # [B, L, D]
-        return {"history": History(items, self.mask[users])}
-
-    def loss(self, users: Tensor, conditional: bool) -> Tensor:
-        target = self.space.target_users[users]
-        if not conditional:
-            return cast(Tensor, self.generator.loss(target, None))
-        cond = self.space.source_users[users]
-        return cast(Tensor, self.generator.loss(target, cond, **self._kw(users)))
-
-    def generate(self, users: Tensor, seed: int | None = None) -> Tensor:
-        cond = self.space.source_users[users]
-        return cast(Tensor, self.generator.generate(cond, seed=seed, **self._kw(users)))
-
-
-class _Wrapped(nn.Module):
-    """A non-module generator seen as a parameter-free module."""
-
-    def __init__(self, inner: Generator) -> None:
-        super().__init__()
-        self.inner = inner
-
-    def loss(self, target: Tensor, condition: Tensor | None) -> Tensor:
-        return self.inner.loss(target, condition)
-
-    def generate(self, condition: Tensor, *, seed: int | None = None) -> Tensor:
-        return self.inner.generate(condition, seed=seed)
-
-
-def _rating_loss(vectors: Tensor, users: Tensor, ratings: Interactions, items: Tensor) -> Tensor:
-    """eq. 12 over the ratings of ``users`` (rows of ``vectors`` [B, D])."""
-    if len(ratings) == 0:
-        return vectors.sum() * 0.0
-    size = max(int(users.max()), int(ratings.user.max())) + 1
-    row = torch.full((size,), -1, dtype=torch.long, device=users.device)
-    row[users] = torch.arange(users.numel(), device=users.device)
-    part = ratings.select(row[ratings.user] >= 0)
-    if len(part) == 0:
-        return vectors.sum() * 0.0
-    pred = (vectors[row[part.user]] * items[part.item]).sum(-1)
-    return F.mse_loss(pred, part.rating)
-
-
-def _val_rmse(runner: GeneratorRunner, users: Tensor, ratings: Interactions, seed: int) -> float:
-    with torch.no_grad():
-        vectors = runner.generate(users, seed=seed)
-        return float(_rating_loss(vectors, users, ratings, runner.space.target_items).sqrt())
-
-
-def run_cold_start(
-    cfg: ExperimentConfig, registry: Registry, run_dir: Path, reporter: Reporter | None = None
-) -> dict[str, float]:
-    """Train and evaluate one cold-start experiment; writes metrics/checkpoints to run_dir."""
-    report = reporter or null_reporter
-    device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    dataset = load_dataset(cfg.dataset, registry, reporter=reporter)
-    split = cold_start_split(dataset, cfg.split)
-    visible = _visible_target(dataset, split)
+def features(ctx: RunContext, state: RunState) -> RunState:
+    """Content features (3.2): items and users of both domains, the target domain restricted
+    to what training may see (side + training users, seen items)."""
+    split: ColdStartSplit = state.split
+    visible = _visible_target(ctx.dataset, split)
     if len(visible.interactions) == 0:
-        raise SplitError(f"dataset {dataset.name!r}: no visible target ratings to train on")
+        raise SplitError(f"dataset {ctx.dataset.name!r}: no visible target ratings to train on")
+    cfg = ctx.cfg
 
-    # Features (3.2): item content of both domains, user content of both domains.
-    def features(domain: Domain, entity: Entity) -> Tensor:
+    def encode(domain: Domain, entity: Entity) -> Tensor:
         enc = cfg.encoders.item if entity == "item" else cfg.encoders.user
-        return compute_features(enc, registry, domain, entity, device=device, reporter=reporter)
+        return compute_features(
+            enc, ctx.registry, domain, entity, device=ctx.device, reporter=ctx.report
+        )
 
     raw = {
-        "item": features(visible, "item"),
-        "source_item": features(dataset.source, "item"),
-        "target_user": features(visible, "user"),
-        "source_user": features(dataset.source, "user"),
+        "item": encode(visible, "item"),
+        "source_item": encode(ctx.dataset.source, "item"),
+        "target_user": encode(visible, "user"),
+        "source_user": encode(ctx.dataset.source, "user"),
     }
-    raw = {k: v.float().to(device) for k, v in raw.items()}
+    raw = {k: v.float().to(ctx.device) for k, v in raw.items()}
+    return attrs.evolve(state, features=raw, visible=visible.interactions)
 
-    container = build_container(cfg, registry)
-    ctx = BuildContext(
-        dim=cfg.trainer.dim,
-        in_dim=cfg.trainer.dim,
-        num_users=dataset.num_users,
-        num_items=dataset.target.num_items,
-        device=device,
-        seed=cfg.seed,
-    )
-    built = container.generator(ctx=ctx)
-    if not isinstance(built, Generator):
-        raise CompositionError(
-            f"generator {cfg.generator.kind!r}: the cold-start pipeline needs a generator"
-        )
-    # parameter-free plugin generators need not be modules; an empty one stands in
-    generator: nn.Module = built if isinstance(built, nn.Module) else _Wrapped(built)
 
-    seen = lambda users: split.target_interactions(dataset, users, "seen")  # noqa: E731
-    shared_space = bool(getattr(generator, "shared_user_space", False))
+def target_space(ctx: RunContext, state: RunState) -> RunState:
+    """Stage 0: the heads fitted on target ratings give the frozen space; the scorer reads
+    ratings off it; training, validation and side users for the generator."""
+    split: ColdStartSplit = state.split
+    raw = require(state.features, "features", "target space")
+    generation: Generation = require(state.generation, "generation", "target space")
+    dataset = ctx.dataset
+
+    def seen(users: Tensor) -> Interactions:
+        return split.target_interactions(dataset, users, "seen")
+
+    shared = generation.module.traits.shared_user_space
     stage0_users = torch.cat([split.train_users, split.side_users])
-    ckpt_dir = run_dir / CHECKPOINTS
     space, metrics = fit_target_space(
-        cfg,
+        ctx.cfg,
         raw,
         seen(stage0_users),
-        seen(split.train_users) if shared_space else None,
-        device,
-        report,
-        ckpt_dir,
+        seen(split.train_users) if shared else None,
+        ctx.device,
+        ctx.report,
+        ctx.checkpoints,
     )
-    runner = GeneratorRunner(
-        generator, space, _history(dataset.source.interactions, dataset.num_users, device)
+    val_ratings = seen(split.val_users)
+    has_val = len(val_ratings) > 0
+    users = GeneratorUsers(
+        side=split.side_users,
+        train=split.train_users,
+        val=split.val_users if has_val else split.train_users,
+        train_ratings=seen(split.train_users),
+        val_ratings=val_ratings if has_val else seen(split.train_users),
+        val_exclude=None,
+        history=dataset.source.interactions,
     )
-    lam = float(getattr(cfg.generator, "joint_weight", 1.0))
-    use_side = bool(getattr(cfg.generator, "side_users", getattr(generator, "side_users", False)))
-    trainer = cfg.trainer
-    batches = UserBatches(trainer.batch_size, derive_seed(cfg.seed, "generator"), device)
+    return state.with_metrics(metrics, space=space, scorer=ctx.scorer(), gen_users=users)
 
-    # Stage 1 (eq. 11): side users, no condition.
-    if use_side:
-        train_side_users(generator, runner, split.side_users, trainer, batches, report, ckpt_dir)
 
-    # Stage 2 (eq. 12-13): overlapping training users; select on validation users' RMSE.
-    train_ratings = _to(seen(split.train_users), device)
-    val_ratings = _to(seen(split.val_users), device)
-    select_users = split.val_users if len(val_ratings) else split.train_users
-    select_ratings = val_ratings if len(val_ratings) else train_ratings
-    val_seed = derive_seed(cfg.seed, "validation")
-    stopper = train_overlapping_users(
-        generator,
-        runner,
-        split.train_users,
-        trainer,
-        batches,
-        lam,
-        lambda vectors, users: _rating_loss(vectors, users, train_ratings, space.target_items),
-        lambda: _val_rmse(runner, select_users.to(device), select_ratings, val_seed),
-        "min",
-        ckpt_dir,
-        report,
-    )
-    metrics["val_rmse"] = stopper.best
-    metrics["stage2_epochs"] = float(stopper.best_epoch + 1)
-
-    # Test (3.3.4, 3.4): cold-start users from noise + their auxiliary vectors.
-    test_users = split.test_users.to(device)
+def cold_start_test(ctx: RunContext, state: RunState) -> RunState:
+    """Cold-start users (3.3.4, 3.4) from noise + their auxiliary vectors: rating error and
+    ranking on their seen items; on unseen items too (dual cold-start) when held out."""
+    split: ColdStartSplit = state.split
+    generation: Generation = require(state.generation, "generation", "test")
+    runner = require(generation.runner, "generation.runner", "test")
+    scorer: Scorer = require(state.scorer, "scorer", "test")
+    space: TargetSpace = runner.space
+    dataset, ev = ctx.dataset, ctx.cfg.evaluation
     with torch.no_grad():
-        vectors = runner.generate(test_users, seed=derive_seed(cfg.seed, "test"))
-    num_items = dataset.target.num_items
-    unseen = torch.zeros(num_items, dtype=torch.bool)
+        vectors = runner.generate(
+            split.test_users.to(ctx.device), seed=derive_seed(ctx.cfg.seed, "test")
+        )
+    unseen = torch.zeros(dataset.target.num_items, dtype=torch.bool)
     unseen[split.unseen_items] = True
-    ev = cfg.evaluation
     ks = tuple(sorted(set(ev.ks) | {ev.k}))
-    test_metrics, per_user = evaluate_cold_users(
+    metrics, per_user = evaluate_cold_users(
+        scorer,
         vectors,
         split.test_users,
         space.target_items,
-        seen(split.test_users),
+        split.target_interactions(dataset, split.test_users, "seen"),
         ~unseen,
         ks=ks,
         k=ev.k,
         batch_size=ev.batch_size,
     )
-    metrics.update(test_metrics)
     if split.unseen_items.numel():
         dual, dual_per_user = evaluate_cold_users(
+            scorer,
             vectors,
             split.test_users,
             space.target_items,
@@ -381,12 +271,58 @@ def run_cold_start(
         )
         metrics.update(dual)
         per_user.update(dual_per_user)
-    metrics["terminal_snr"] = _terminal_snr(generator)
-    _write(run_dir, metrics, per_user)
+    generator = generation.generator
+    if isinstance(generator, GeneratorBase):
+        metrics.update(generator.diagnostics())
+    return state.with_metrics(metrics, vectors=vectors, per_user={**state.per_user, **per_user})
+
+
+def outputs(ctx: RunContext, state: RunState) -> RunState:
+    """``metrics.json``, ``per_user.parquet``, ``notes.json`` and the serving artifacts."""
+    split: ColdStartSplit = state.split
+    generation: Generation = require(state.generation, "generation", "outputs")
+    runner = require(generation.runner, "generation.runner", "outputs")
+    write_outputs(ctx, state)
     save_space_serving(
-        run_dir, cfg, dataset, visible.interactions, space, generator, split.test_users, vectors
+        ctx.run_dir,
+        ctx.cfg,
+        ctx.dataset,
+        require(state.visible, "visible", "outputs"),
+        runner.space,
+        generation.generator,
+        split.test_users,
+        require(state.vectors, "vectors", "outputs"),
     )
-    return metrics
+    return state
+
+
+def write_outputs(ctx: RunContext, state: RunState) -> None:
+    """The one per-run output format of every protocol: ``metrics.json`` (non-finite values
+    as null), ``per_user.parquet`` (one row per slice and user), ``notes.json``."""
+    write_results(ctx.run_dir, state.metrics, state.per_user)
+    if state.notes:
+        write_json(ctx.run_dir / "notes.json", {"notes": list(state.notes)})
+
+
+FEATURES = StageSpec("features", features, needs=("split",), gives=("features", "visible"))
+SPACE = StageSpec(
+    "stage 0: target space",
+    target_space,
+    needs=("features", "generation"),
+    gives=("space", "scorer", "gen_users"),
+)
+TEST = StageSpec("test", cold_start_test, needs=("runner", "scorer"), gives=("vectors",))
+OUTPUTS = StageSpec("outputs", outputs, needs=("runner", "visible", "vectors"))
+
+protocol = ProtocolSpec(
+    name="cold-start",
+    split_kind="cold-start",
+    split=cold_start_split,
+    generator="yes",
+    backbone="no",
+    stages=(FEATURES, BUILD, SPACE, RUNNER, SIDE, overlapping_users("rmse"), TEST, OUTPUTS),
+    summary="MuSiC: content features -> target space -> generator -> cold-start users",
+)
 
 
 def save_space_serving(
@@ -402,14 +338,15 @@ def save_space_serving(
     """Serving artifacts of a frozen target space: known users' target vectors (cold test
     users: their generated ones), item vectors, ``seen`` target edges, the generator.
 
-    Generators that read the auxiliary history (PTUPCDR) are not saved for serving new
-    cold-start users: the bundle's fold-in gives a vector, not a history.
+    Generators whose ``traits.servable`` is False (PTUPCDR: it reads the auxiliary history)
+    are not saved for serving new cold-start users: the bundle's fold-in gives a vector,
+    not a history.
     """
     from cdr.serving.artifacts import ServingArtifacts, save_artifacts
 
     target_users = space.target_users.detach().clone()
     target_users[test_users.to(target_users.device)] = vectors.detach()
-    servable = not getattr(generator, "uses_history", False) and not isinstance(generator, _Wrapped)
+    servable = isinstance(generator, GeneratorBase) and generator.traits.servable
     dim = space.target_users.shape[1]
     save_artifacts(
         run_dir,
@@ -430,16 +367,3 @@ def save_space_serving(
         ),
         dataset.source.interactions,
     )
-
-
-def _terminal_snr(generator: Any) -> float:
-    schedule = getattr(generator, "schedule", None)
-    if schedule is None:
-        return math.nan
-    return float(schedule.snr(torch.tensor([schedule.num_steps - 1], device=schedule.betas.device)))
-
-
-def _write(run_dir: Path, metrics: dict[str, float], per_user: dict[str, RankingResult]) -> None:
-    write_json(run_dir / METRICS, {k: (None if math.isnan(v) else v) for k, v in metrics.items()})
-    for name, result in per_user.items():
-        write_table(run_dir / f"per_user_{name}.parquet", {"user": result.users, **result.per_user})

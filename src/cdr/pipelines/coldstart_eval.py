@@ -5,6 +5,8 @@ ranking of each user's *rated* test items by predicted rating, with the ratings 
 ``ndcg@k`` ranks all candidate items with the ratings as graded gains (the evaluation
 protocol of cdr.metrics; precision/recall/hit count any rated item as a hit);
 ``rated_ndcg@k`` ranks only the user's rated items (graded gains, the paper's table).
+Ratings and scores come from the run's ``Scorer`` (``rate`` for aligned pairs, ``score``
+for all items).
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ from torch import Tensor
 from cdr.data.records import Interactions
 from cdr.evaluation.ranking import RankingResult, evaluate_ranking
 from cdr.evaluation.rating import evaluate_rating
+from cdr.interfaces import Scorer
 from cdr.metrics.ranking import ndcg_at_k_per_user
 
 
 def rated_ndcg(
+    scorer: Scorer,
     user_vectors: Tensor,
     row_of: Tensor,
     items: Tensor,
@@ -28,7 +32,7 @@ def rated_ndcg(
     k: int,
     batch_size: int = 1024,
 ) -> Tensor:
-    """Per-user NDCG@k of ranking each user's rated items by <user, item> (gain = rating).
+    """Per-user NDCG@k of ranking each user's rated items by ``scorer.rate`` (gain = rating).
 
     user_vectors [B, D] with row_of [num_users] -> row (or -1); items [I, D]; inter: the
     held-out ratings. Returns [U'] for the sorted users of ``inter``.
@@ -43,7 +47,7 @@ def rated_ndcg(
         r_user, r_item = local[inter.user[sel]], inter.item[sel]
         scores = torch.full((chunk.numel(), items.shape[0]), -math.inf)
         relevance = torch.zeros(chunk.numel(), items.shape[0])
-        pred = (user_vectors[row_of[inter.user[sel]]] * items[r_item]).sum(-1).cpu()
+        pred = scorer.rate(user_vectors[row_of[inter.user[sel]]], items[r_item]).cpu()
         scores[r_user, r_item] = pred.float()
         relevance[r_user, r_item] = inter.rating[sel].float().clamp_min(1e-6)
         out.append(ndcg_at_k_per_user(scores, relevance, k))
@@ -51,6 +55,7 @@ def rated_ndcg(
 
 
 def evaluate_cold_users(
+    scorer: Scorer,
     user_vectors: Tensor,
     users: Tensor,
     items: Tensor,
@@ -75,13 +80,13 @@ def evaluate_cold_users(
     per_user: dict[str, RankingResult] = {}
     if len(relevant) == 0:
         return metrics, per_user
-    pred = (vectors[row_of[relevant.user]] * item_vectors[relevant.item]).sum(-1)
+    pred = scorer.rate(vectors[row_of[relevant.user]], item_vectors[relevant.item])
     for name, value in evaluate_rating(pred, relevant.rating.float()).items():
         metrics[f"{prefix}{name}"] = value
     excluded = ~candidates
 
     def score_fn(batch: Tensor) -> Tensor:
-        scores = vectors[row_of[batch]] @ item_vectors.T  # [B, I]
+        scores = scorer.score(vectors[row_of[batch]], item_vectors)  # [B, I]
         scores[:, excluded] = -math.inf
         return scores
 
@@ -96,6 +101,6 @@ def evaluate_cold_users(
     )
     per_user[f"{prefix}ranking"] = ranking
     metrics.update({f"{prefix}{key}": value for key, value in ranking.summary().items()})
-    rated = rated_ndcg(vectors, row_of, item_vectors, relevant, k, batch_size)
+    rated = rated_ndcg(scorer, vectors, row_of, item_vectors, relevant, k, batch_size)
     metrics[f"{prefix}rated_ndcg@{k}"] = float(rated.nanmean()) if rated.numel() else math.nan
     return metrics, per_user

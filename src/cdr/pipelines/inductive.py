@@ -1,5 +1,5 @@
-"""The inductive pipeline (MICRec / INMO protocol): one graph backbone per domain, trained
-jointly with BPR + the backbone's own loss (INMO's SE) + an optional cross-domain aligner.
+"""The inductive protocol (MICRec / INMO): one graph backbone per domain, trained jointly
+with BPR + the backbone's own loss (INMO's SE) + an optional cross-domain aligner.
 
 MICRec section 4.3: ``L = (L_BPR^A + L_BPR^B) + beta (L_SE^A + L_SE^B) + gamma L_CL``; beta
 lives in the backbone config (``se_weight``), gamma in the aligner's (``weight``); the
@@ -8,27 +8,26 @@ lives in the backbone config (``se_weight``), gamma in the aligner's (``weight``
 (users with training edges in both domains), with full propagation of both graphs.
 Early stopping on the mean validation NDCG@k of the two domains (training graph only); the
 test set is scored once, on the training + new edges (E_new), per inductive slice.
+
+As a protocol (``protocol``, registered as ``inductive``): backbones (build, prepare,
+modalities, train) -> test -> outputs.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, cast
 
 import attrs
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from cdr.backbones.aggregation import ModalityFeatures
-from cdr.components import BuildContext, EncoderConfig
-from cdr.config.experiment import ExperimentConfig
-from cdr.container import build_container
+from cdr.components import EncoderConfig
 from cdr.data.records import CrossDomainDataset, Domain, Interactions
-from cdr.data.splits import inductive_split
-from cdr.data.store import load_dataset
-from cdr.device import resolve_device
+from cdr.data.splits import InductiveSplit, inductive_split
 from cdr.errors import CompositionError
-from cdr.interfaces import Graph, GraphBackbone, Scorer
+from cdr.evaluation.inductive import ALL, evaluate_inductive
+from cdr.evaluation.results import flatten
+from cdr.interfaces import Aligner, BackboneTraits, GraphBackbone, ModalityFeatures, Scorer
 from cdr.pipelines.backbone_model import (
     DOMAINS,
     DomainData,
@@ -38,12 +37,12 @@ from cdr.pipelines.backbone_model import (
     score_fn,
 )
 from cdr.pipelines.backbone_training import train_backbones
-from cdr.progress import Reporter, null_reporter
-from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS, write_json
-from cdr.seeding import derive_seed, seed_everything
+from cdr.pipelines.coldstart import write_outputs
+from cdr.pipelines.context import RunContext, RunState, require
+from cdr.protocols import ProtocolSpec, StageSpec
+from cdr.seeding import derive_seed
 
-__all__ = ["DOMAINS", "DomainData", "bpr_loss", "domain_data", "run_inductive", "score_fn"]
+__all__ = ["DOMAINS", "DomainData", "bpr_loss", "domain_data", "protocol", "score_fn"]
 
 
 def _has_images(domain: Domain) -> bool:
@@ -51,32 +50,28 @@ def _has_images(domain: Domain) -> bool:
 
 
 def item_modalities(
-    backbone_cfg: Any,
-    registry: Registry,
-    data: DomainData,
-    device: torch.device,
-    reporter: Reporter,
-    notes: list[str],
+    ctx: RunContext, traits: BackboneTraits, data: DomainData, notes: list[str]
 ) -> ModalityFeatures:
     """Text / image item features for the modality aggregation (MICRec section 4.2).
 
-    The encoders named by the backbone config (``text_encoder`` / ``image_encoder``) run on
-    the domain restricted to its training edges. A domain without item images uses text only
-    (w = 1), and says so in ``notes``.
+    The encoders the backbone's traits name run on the domain restricted to its training
+    edges. A domain without item images uses text only (w = 1), and says so in ``notes``.
     """
     from cdr.encoders.features import compute_features
 
     visible = attrs.evolve(data.domain, interactions=data.split.train, reviews=None)
 
     def encode(name: str) -> Tensor:
-        config = cast(EncoderConfig, registry.get("encoders", name).config_cls())
-        return compute_features(config, registry, visible, "item", device=device, reporter=reporter)
+        config = cast(EncoderConfig, ctx.registry.get("encoders", name).config_cls())
+        return compute_features(
+            config, ctx.registry, visible, "item", device=ctx.device, reporter=ctx.report
+        )
 
-    text = encode(backbone_cfg.text_encoder) if backbone_cfg.text else None
+    text = encode(traits.text_encoder) if traits.text_encoder is not None else None
     image = None
-    if backbone_cfg.image:
+    if traits.image_encoder is not None:
         if _has_images(data.domain):
-            image = encode(backbone_cfg.image_encoder)
+            image = encode(traits.image_encoder)
         else:
             notes.append(f"{data.domain.name}: no item images; modality aggregation uses text only")
     return ModalityFeatures(text, image)
@@ -93,9 +88,6 @@ def test(
     """Per domain and inductive slice, on the training + new graph: flat metrics
     ``<domain>/<slice>/<metric>`` (the all-users/all-items slice also as
     ``<domain>/<metric>``), the per-user results, and the representations."""
-    from cdr.evaluation.inductive import ALL, evaluate_inductive
-    from cdr.evaluation.results import flatten
-
     model.eval()
     reps = model.represent({name: d.full for name, d in data.items()})
     metrics: dict[str, float] = {}
@@ -118,60 +110,44 @@ def test(
     return metrics, per_user, reps
 
 
-def _build(
-    cfg: ExperimentConfig, registry: Registry, dataset: CrossDomainDataset, device: torch.device
-) -> tuple[InductiveModel, Scorer]:
-    container = build_container(cfg, registry)
-    dim = cfg.trainer.dim
+def build_model(ctx: RunContext) -> tuple[InductiveModel, Scorer]:
+    """A backbone per domain (each with its own seed), the aligner, the scorer."""
+    dataset, cfg = ctx.dataset, ctx.cfg
     backbones: dict[str, GraphBackbone] = {}
     for name in DOMAINS:
         domain: Domain = getattr(dataset, name)
-        ctx = BuildContext(
-            dim=dim,
-            in_dim=dim,
+        bctx = ctx.build_context(
             num_users=dataset.num_users,
             num_items=domain.num_items,
-            device=device,
             seed=derive_seed(cfg.seed, "backbone", name) % 2**31,
         )
-        backbone = container.backbone(ctx=ctx)
-        if backbone is None or not isinstance(backbone, GraphBackbone):
-            raise CompositionError(
-                f"backbone {cfg.backbone.kind!r}: the inductive pipeline needs a graph backbone",
-                hint="use --backbone inmo (or lightgcn, mf)",
-            )
-        if not isinstance(backbone, nn.Module):
-            raise CompositionError(f"backbone {cfg.backbone.kind!r}: not a trainable nn.Module")
-        backbones[name] = backbone
-    ctx = BuildContext(
-        dim=dim, in_dim=dim, device=device, seed=derive_seed(cfg.seed, "aligner") % 2**31
-    )
-    aligner = container.aligner(ctx=ctx)
-    scorer = cast(Scorer, container.scorer(ctx=ctx))
-    return InductiveModel(backbones, aligner).to(device), scorer
+        backbones[name] = cast(GraphBackbone, ctx.backbone(bctx))
+    actx = ctx.build_context(seed=derive_seed(cfg.seed, "aligner") % 2**31)
+    aligner = ctx.container.aligner(ctx=actx)
+    if aligner is not None and not (
+        isinstance(aligner, Aligner) and isinstance(aligner, torch.nn.Module)
+    ):
+        raise CompositionError(
+            f"aligner {cfg.aligner.kind!r}: not an Aligner module (loss, batch_users)"
+        )
+    scorer = ctx.scorer(actx)
+    return InductiveModel(backbones, aligner).to(ctx.device), scorer
 
 
 def setup_backbones(
-    cfg: ExperimentConfig,
-    registry: Registry,
-    dataset: CrossDomainDataset,
-    data: dict[str, DomainData],
-    device: torch.device,
-    report: Reporter,
+    ctx: RunContext, data: dict[str, DomainData]
 ) -> tuple[InductiveModel, Scorer, dict[str, DomainData], list[str]]:
     """Build the backbones (+ aligner, scorer), give them their training graphs and item
-    modalities, and move the graphs to ``device``. ``notes`` says what was left out."""
-    model, scorer = _build(cfg, registry, dataset, device)
+    modalities, and move the graphs to the device. ``notes`` says what was left out."""
+    model, scorer = build_model(ctx)
     notes: list[str] = []
+    device = ctx.device
     for name, d in data.items():
-        backbone: Any = model.backbone(name)
-        if hasattr(backbone, "prepare"):
-            backbone.prepare(
-                Graph(d.train.edge_index.to(device), d.train.num_users, d.train.num_items)
-            )
-        config = getattr(backbone, "config", None)
-        if hasattr(backbone, "set_modalities") and getattr(config, "multimodal", False):
-            backbone.set_modalities(item_modalities(config, registry, d, device, report, notes))
+        backbone = model.backbone(name)
+        train = attrs.evolve(d.train, edge_index=d.train.edge_index.to(device))
+        backbone.prepare(train)
+        if backbone.traits.modalities:
+            backbone.set_modalities(item_modalities(ctx, backbone.traits, d, notes))
     on_device = {
         name: attrs.evolve(
             d,
@@ -183,52 +159,50 @@ def setup_backbones(
     return model, scorer, on_device, notes
 
 
-def run_inductive(
-    cfg: ExperimentConfig,
-    registry: Registry,
-    run_dir: Path,
-    reporter: Reporter | None = None,
-) -> dict[str, float]:
-    """Train on E_tr with early stopping on validation, test once on E_tr + E_new; writes
-    ``metrics.json``, per-user Parquet, checkpoints and serving artifacts into ``run_dir``."""
-    report = reporter or null_reporter
-    device = resolve_device(cfg.device)
-    seed_everything(cfg.seed)
-    dataset = load_dataset(cfg.dataset, registry, reporter=reporter)
-    split = inductive_split(dataset, cfg.split)
-    data = {name: domain_data(dataset, name, getattr(split, name)) for name in DOMAINS}
-
-    model, scorer, data, notes = setup_backbones(cfg, registry, dataset, data, device, report)
-    stopper = train_backbones(
-        cfg, model, scorer, data, dataset.num_users, run_dir / CHECKPOINTS, report
+def train_graphs(
+    ctx: RunContext, state: RunState, data: dict[str, DomainData], task: str
+) -> RunState:
+    """Set up and train the backbones on ``data``; the best validation value and epoch."""
+    model, scorer, data, notes = setup_backbones(ctx, data)
+    result = train_backbones(
+        ctx.cfg, model, scorer, data, ctx.dataset.num_users, ctx.checkpoints, ctx.report, task=task
     )
-    k = cfg.evaluation.k
-
-    metrics, per_user, reps = test(
-        model, data, scorer, tuple(cfg.evaluation.ks), cfg.evaluation.batch_size
-    )
-    metrics["best_epoch"] = float(stopper.best_epoch)
-    metrics[f"val_ndcg@{k}"] = float(stopper.best)
-    _write(run_dir, metrics, per_user, notes)
-    _save_serving(run_dir, dataset, data, reps)
-    return metrics
-
-
-def _write(
-    run_dir: Path, metrics: dict[str, float], per_user: dict[str, Any], notes: list[str]
-) -> None:
-    try:
-        from cdr.evaluation.results import write_results
-    except ImportError:  # pragma: no cover - the results module belongs to the metrics layer
-        write_json(run_dir / "metrics.json", metrics)
+    k = ctx.cfg.evaluation.k
+    prefix = "backbone_" if task == "backbones" else ""
+    metrics = {f"{prefix}val_ndcg@{k}": float(result.best)}
+    if prefix:
+        metrics["backbone_epochs"] = float(result.best_epoch + 1)
     else:
-        write_results(run_dir, metrics, per_user)
-    if notes:
-        write_json(run_dir / "notes.json", {"notes": notes})
+        metrics["best_epoch"] = float(result.best_epoch)
+    return state.with_metrics(
+        metrics, graphs=data, model=model, scorer=scorer, notes=(*state.notes, *notes)
+    )
 
 
-def _save_serving(
-    run_dir: Path,
+def backbones(ctx: RunContext, state: RunState) -> RunState:
+    """The backbones (+ aligner) on each domain's training edges E_tr."""
+    split: InductiveSplit = state.split
+    data = {name: domain_data(ctx.dataset, name, getattr(split, name)) for name in DOMAINS}
+    return train_graphs(ctx, state, data, "train epoch")
+
+
+def inductive_test(ctx: RunContext, state: RunState) -> RunState:
+    """Every inductive slice of both domains, on E_tr + E_new."""
+    model: InductiveModel = require(state.model, "model", "test")
+    scorer = require(state.scorer, "scorer", "test")
+    ev = ctx.cfg.evaluation
+    metrics, per_user, reps = test(model, state.graphs, scorer, tuple(ev.ks), ev.batch_size)
+    return state.with_metrics(metrics, per_user={**state.per_user, **per_user}, reps=reps)
+
+
+def inductive_outputs(ctx: RunContext, state: RunState) -> RunState:
+    write_outputs(ctx, state)
+    save_serving(ctx, ctx.dataset, state.graphs, require(state.reps, "reps", "outputs"))
+    return state
+
+
+def save_serving(
+    ctx: RunContext,
     dataset: CrossDomainDataset,
     data: dict[str, DomainData],
     reps: dict[str, tuple[Tensor, Tensor]],
@@ -237,7 +211,7 @@ def _save_serving(
 
     seen = Interactions.concat([data["target"].split.train, data["target"].split.new])
     save_artifacts(
-        run_dir,
+        ctx.run_dir,
         ServingArtifacts(
             user_ids=dataset.user_ids,
             source_item_ids=dataset.source.item_ids,
@@ -250,3 +224,18 @@ def _save_serving(
             seen_item=seen.item,
         ),
     )
+
+
+BACKBONES = StageSpec("backbones", backbones, needs=("split",), gives=("graphs", "model", "scorer"))
+TEST = StageSpec("test", inductive_test, needs=("graphs", "model", "scorer"), gives=("reps",))
+OUTPUTS = StageSpec("outputs", inductive_outputs, needs=("graphs", "reps"))
+
+protocol = ProtocolSpec(
+    name="inductive",
+    split_kind="inductive",
+    split=inductive_split,
+    generator="no",
+    backbone="yes",
+    stages=(BACKBONES, TEST, OUTPUTS),
+    summary="MICRec / INMO: graph backbones (+ aligner), unseen users and items via E_new",
+)
