@@ -88,19 +88,22 @@ class BuildContext:
 
 
 C = TypeVar("C", bound=ComponentConfig)
+#: what a component builds: an implementation of its group's interface (or None)
+T = TypeVar("T")
 
 
 @attrs.frozen
-class Component(Generic[C]):
+class Component(Generic[C, T]):
     """A named implementation: its config class and how to build it.
 
-    ``build(config, ctx)`` returns the implementation (``None`` for the "none" components).
+    ``build(config, ctx)`` returns the implementation (``None`` for the "none" components);
+    ``Component[DDPMConfig, DiffusionGenerator]`` types both ends for the type checker.
     """
 
     name: str
     group: str
     config_cls: type[C]
-    build: Callable[[C, BuildContext], Any]
+    build: Callable[[C, BuildContext], T]
     summary: str = ""
 
     def __attrs_post_init__(self) -> None:
