@@ -42,7 +42,9 @@ class ProtocolSpec:
 
     split_kind: the ``split.kind`` value that selects it; split: ``(dataset, split config)
     -> split`` (given to the first stage as ``state.split``); generator / backbone: whether
-    the protocol needs, refuses or accepts a component in that slot; stages run in order.
+    the protocol needs, refuses or accepts a component in that slot; stages run in order;
+    masked_at_validation / masked_at_test: the edge sets ranked users have masked
+    ("train", "validation", "E_new"), recorded in every run's ``protocol.json``.
     """
 
     name: str
@@ -52,6 +54,8 @@ class ProtocolSpec:
     backbone: Need
     stages: tuple[StageSpec, ...]
     summary: str = ""
+    masked_at_validation: tuple[str, ...] = ()
+    masked_at_test: tuple[str, ...] = ()
 
     def __attrs_post_init__(self) -> None:
         given = {"split"}
@@ -63,6 +67,16 @@ class ProtocolSpec:
                     "which no earlier stage gives"
                 )
             given.update(stage.gives)
+
+    def describe(self) -> dict[str, Any]:
+        """The protocol as plain data (for ``protocol.json``)."""
+        return {
+            "protocol": self.name,
+            "split_kind": self.split_kind,
+            "stages": [stage.name for stage in self.stages],
+            "masked_at_validation": list(self.masked_at_validation),
+            "masked_at_test": list(self.masked_at_test),
+        }
 
     def accepts(self, generator: bool, backbone: bool) -> bool:
         """Whether an experiment with (or without) a generator / backbone fits."""

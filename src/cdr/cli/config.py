@@ -9,6 +9,7 @@ import typer
 from rich.syntax import Syntax
 
 from cdr.cli.common import ConfigOpt, SetOpt, console, user_errors
+from cdr.composition import plan
 from cdr.config import config_to_toml, load_experiment
 from cdr.registry import Registry
 
@@ -30,6 +31,8 @@ def validate(
     path: Annotated[Path, typer.Argument(help="Config file to check.", dir_okay=False)],
     set_: SetOpt = None,
 ) -> None:
-    """Check a config file: every unknown key, wrong type or bad value is one line."""
-    load_experiment(path, Registry(), set_ or [])
-    console.print(f"[green]ok[/] {path}")
+    """Check a config file: every unknown key, wrong type or bad value is one line; a
+    combination no protocol runs is refused with why."""
+    registry = Registry()
+    protocol = plan(load_experiment(path, registry, set_ or []), registry)
+    console.print(f"[green]ok[/] {path} [dim](protocol {protocol.name})[/]")

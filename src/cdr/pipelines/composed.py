@@ -303,4 +303,6 @@ inductive_protocol = ProtocolSpec(
         StageSpec("outputs", composed_outputs),
     ),
     summary="graph backbones feed a generator; unseen target users get generated vectors",
+    masked_at_validation=("train",),
+    masked_at_test=("train", "E_new"),
 )

@@ -29,10 +29,13 @@ from cdr.interfaces import Generator, GraphBackbone, Scorer
 from cdr.progress import Reporter, null_reporter
 from cdr.protocols import ProtocolSpec
 from cdr.registry import Registry
-from cdr.runs import CHECKPOINTS
+from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import seed_everything
 
 T = TypeVar("T")
+
+#: which protocol ran and what it masked when ranking
+PROTOCOL = "protocol.json"
 
 
 @attrs.frozen(eq=False)
@@ -146,6 +149,7 @@ def run_protocol(
 ) -> dict[str, float]:
     """Set up the context, make the protocol's split, run its stages; the final metrics."""
     ctx = make_context(cfg, registry, run_dir, reporter)
+    write_json(run_dir / PROTOCOL, protocol.describe())
     state = RunState(split=protocol.split(ctx.dataset, cfg.split))
     for stage in protocol.stages:
         state = stage.run(ctx, state)

@@ -110,11 +110,14 @@ def test(
     return metrics, per_user, reps
 
 
-def build_model(ctx: RunContext) -> tuple[InductiveModel, Scorer]:
-    """A backbone per domain (each with its own seed), the aligner, the scorer."""
+def build_model(
+    ctx: RunContext, domains: tuple[str, ...] = DOMAINS
+) -> tuple[InductiveModel, Scorer]:
+    """A backbone per domain in ``domains`` (each with its own seed), the aligner, the
+    scorer."""
     dataset, cfg = ctx.dataset, ctx.cfg
     backbones: dict[str, GraphBackbone] = {}
-    for name in DOMAINS:
+    for name in domains:
         domain: Domain = getattr(dataset, name)
         bctx = ctx.build_context(
             num_users=dataset.num_users,
@@ -139,7 +142,7 @@ def setup_backbones(
 ) -> tuple[InductiveModel, Scorer, dict[str, DomainData], list[str]]:
     """Build the backbones (+ aligner, scorer), give them their training graphs and item
     modalities, and move the graphs to the device. ``notes`` says what was left out."""
-    model, scorer = build_model(ctx)
+    model, scorer = build_model(ctx, tuple(data))
     notes: list[str] = []
     device = ctx.device
     for name, d in data.items():
@@ -238,4 +241,6 @@ protocol = ProtocolSpec(
     backbone="yes",
     stages=(BACKBONES, TEST, OUTPUTS),
     summary="MICRec / INMO: graph backbones (+ aligner), unseen users and items via E_new",
+    masked_at_validation=("train",),
+    masked_at_test=("train", "E_new"),
 )
