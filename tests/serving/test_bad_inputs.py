@@ -455,10 +455,26 @@ def test_id_maps_that_disagree_with_the_tensors(served: Served, key: str, edit: 
     assert outcome == ("ok" if edit == "reverse" else "error")
 
 
-WHOLE_MEMBERS = {
-    "meta.json": [b"", b"not json", b"[1, 2]", b"null", b"42", b'"cdr-bundle/1"', b"\xff\xfe{"],
-    "tensors.safetensors": [b"", b"garbage", b"\x00" * 16, b"\xff" * 8 + b"{}", _torch_pickle()],
-    "generator.safetensors": [b"", b"garbage", _torch_pickle()],
+WHOLE_MEMBERS: dict[str, list[tuple[bytes, str]]] = {
+    "meta.json": [
+        (b"", "meta.json: not valid JSON"),
+        (b"not json", "meta.json: not valid JSON"),
+        (b"[1, 2]", "meta.json: expected a JSON object, got a list"),
+        (b"null", "meta.json: expected a JSON object, got null"),
+        (b"42", "meta.json: expected a JSON object, got a number"),
+        (b'"cdr-bundle/1"', "meta.json: expected a JSON object, got a string"),
+        (b"\xff\xfe{", "meta.json: not UTF-8"),
+        (b'{"format": "cdr-bundle/1", "format": "x"}', "key 'format' appears more than once"),
+        (b"[" * 100_000, "meta.json: not valid JSON"),
+    ],
+    "tensors.safetensors": [
+        (data, "tensors.safetensors: not a safetensors file")
+        for data in (b"", b"garbage", b"\x00" * 16, b"\xff" * 8 + b"{}", _torch_pickle())
+    ],
+    "generator.safetensors": [
+        (data, "generator.safetensors: not a safetensors file")
+        for data in (b"", b"garbage", _torch_pickle())
+    ],
 }
 MEMBER_REPLACEMENTS = [
     (name, n) for name, values in WHOLE_MEMBERS.items() for n in range(len(values))
@@ -467,8 +483,13 @@ MEMBER_REPLACEMENTS = [
 
 @pytest.mark.parametrize(("member", "n"), MEMBER_REPLACEMENTS)
 def test_non_json_and_non_safetensors_members(served: Served, member: str, n: int) -> None:
-    members = {**served.members, member: WHOLE_MEMBERS[member][n]}
-    assert members_outcome(served, members, "bundle members") == "error"
+    data, expected = WHOLE_MEMBERS[member][n]
+    path = _fresh(served, ".cdr")
+    path.write_bytes(_zip({**served.members, member: data}))
+    with pytest.raises(BundleError, match=re.escape(expected)) as info:
+        Recommender.load(path, REGISTRY)
+    check_error(info.value, path)
+    _record("bundle members", "error")
 
 
 @pytest.mark.parametrize(
@@ -775,6 +796,31 @@ def test_fixed_bad_histories(served: Served, tmp_path: Path) -> None:
         assert history_outcome(served, path) == "error", name
         with pytest.raises(InputError, match=re.escape(expected)):
             served.model.recommend_cold("u", read_history(path), k=3)
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("{id},nan", "line 2: rating nan is not a finite number"),
+        ("{id},inf", "line 2: rating inf is not a finite number"),
+        ("{id},-1", "line 2: rating -1 outside"),
+        ("{id},0", "line 2: rating 0 outside"),
+        ("{id},1e308", "line 2: rating 1e+308 outside"),
+        ("{id},true", "line 2: rating 'true' is not a number"),
+        ("{id},", "line 2: rating '' is not a number"),
+        ("{id},1,2", "line 2: expected item[,rating], got 3 fields"),
+        (",4", "line 2: item id must be a non-empty string"),
+        ("{other}", "line 2: item {other!r} repeats line 1"),
+    ],
+)
+def test_fixed_bad_csv_histories(served: Served, tmp_path: Path, line: str, expected: str) -> None:
+    known, other = served.source_ids[2], served.source_ids[3]
+    path = tmp_path / "h.csv"
+    path.write_text(f"{other}\n{line.format(id=known, other=other)}\n")
+    with pytest.raises(InputError, match=re.escape(expected.format(other=other))) as info:
+        served.model.recommend_cold("u", read_history(path), k=3)
+    check_error(info.value, path)
+    _record("history files", "error")
 
 
 def test_history_paths(served: Served, tmp_path: Path) -> None:

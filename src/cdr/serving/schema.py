@@ -145,8 +145,17 @@ def _read_member(path: Path, zf: zipfile.ZipFile, info: zipfile.ZipInfo) -> byte
 
 def parse_meta(where: str, raw: bytes) -> dict[str, Any]:
     """``meta.json``'s bytes -> a JSON object whose format is FORMAT (BundleError otherwise)."""
+
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise BundleError(f"{where}: {META}: key {key[:40]!r} appears more than once")
+            out[key] = value
+        return out
+
     try:
-        meta = json.loads(raw.decode("utf-8"))
+        meta = json.loads(raw.decode("utf-8"), object_pairs_hook=unique)
     except UnicodeDecodeError as exc:
         raise BundleError(f"{where}: {META}: not UTF-8 (byte {exc.start})") from exc
     except (ValueError, RecursionError) as exc:
