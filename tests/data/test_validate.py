@@ -69,6 +69,8 @@ def one_line_error(exc: pytest.ExceptionInfo[BaseException], name: str) -> str:
     (TOKENS + "u1\ti1\t5\tyesterday\n", r"books\.inter:2: timestamp 'yesterday' is not a num"),
     (HEADER + "u1\ti1\t5\t1\n \ti2\t5\t1\n", r"books\.inter:3: empty user_id ' '"),
     (HEADER + "u1\t\t5\t1\n", r"books\.inter:2: empty item_id ''"),
+    (HEADER + "u1\x00\ti1\t5\t1\n",
+     r"books\.inter:2: user_id 'u1\\x00' holds a control character"),
     (HEADER + "u1\ti1\t5\n", r"books\.inter:2: expected 4 tab-separated fields, got 3"),
     ("user_id:token\tuser_id:token\n", r"books\.inter:1: header field 'user_id' appears twice"),
     ("user_id:token\trating:float\nu1\t5\n", r"books\.inter: no field 'item_id'"),
@@ -88,11 +90,12 @@ def test_atomic_bytes_and_directories(tmp_path: Path) -> None:
                                                  .encode("latin-1"))
     with pytest.raises(DatasetFormatError, match=r"books\.inter:3: not UTF-8 text \(byte 0xe9"):
         load_atomic(root)
-    # a byte-order mark and CRLF line ends are fine; \x1c / U+2028 inside a field split nothing
+    # a byte-order mark and CRLF line ends are fine; U+0085 / U+2028 inside a field split
+    # nothing (str.splitlines would)
     (root / "books" / "books.inter").write_bytes(
-        b"\xef\xbb\xbf" + (HEADER + "u1\ti\x1c1\t5\t1\r\nu2\ti\u20282\t4\t2\r\n").encode())
+        b"\xef\xbb\xbf" + (HEADER + "u1\ti\x851\t5\t1\r\nu2\ti\u20282\t4\t2\r\n").encode())
     ds = load_atomic(root)
-    assert ds.source.item_ids == ("i\x1c1", "i\u20282")
+    assert ds.source.item_ids == ("i\x851", "i\u20282")
     (root / "music.inter").unlink()
     (root / "music.inter").mkdir()  # a directory where a file should be: not found as one
     with pytest.raises(DataError, match=r"no music\.inter under"):
@@ -224,6 +227,14 @@ def test_amazon_non_utf8_json_and_directories(tmp_path: Path) -> None:
     deep = amazon_dir(tmp_path / "d", "2018", "[" * 100_000 + "]" * 100_000)
     with pytest.raises(DatasetFormatError, match=r"CDs_and_Vinyl\.json:5: malformed JSON"):
         load_amazon(AmazonConfig(directory=str(deep)))
+    lone = amazon_dir(tmp_path / "s", "2018", '{"reviewerID": "\\ud800", "asin": "B1", '
+                      '"overall": 5}')
+    with pytest.raises(DatasetFormatError, match=r"CDs_and_Vinyl\.json:5: a string holds an "
+                       "unpaired UTF-16 surrogate"):
+        load_amazon(AmazonConfig(directory=str(lone)))
+    paired = amazon_dir(tmp_path / "p", "2018", '{"reviewerID": "\\ud83d\\ude00", '
+                        '"asin": "B00CD02", "overall": 5}')
+    assert "\U0001f600" in load_amazon(AmazonConfig(directory=str(paired))).user_ids
     digits = amazon_dir(tmp_path / "n", "2018", '{"overall": ' + "9" * 5000 + "}")
     with pytest.raises(DatasetFormatError, match=r"CDs_and_Vinyl\.json:5: malformed JSON"):
         load_amazon(AmazonConfig(directory=str(digits)))

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,6 +103,28 @@ def _lines(path: Path) -> Iterator[tuple[int, bytes]]:
                 f"({exc or type(exc).__name__})")) from None
 
 
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a string in ``value`` holds a surrogate (json.loads leaves unpaired ``\\ud800``
+    escapes in, and such a string cannot be written as UTF-8). Iterative: any depth."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
 def json_lines(path: Path, skip_malformed: bool = False) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) per non-empty line; DatasetFormatError on a malformed line
     (not UTF-8, not JSON, not an object) unless ``skip_malformed``."""
@@ -131,6 +154,11 @@ def json_lines(path: Path, skip_malformed: bool = False) -> Iterator[tuple[int, 
             if skip_malformed:
                 continue
             raise DatasetFormatError(f"{path}:{number}: expected a JSON object")
+        if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(obj):
+            if skip_malformed:
+                continue
+            raise DatasetFormatError(f"{path}:{number}: a string holds an unpaired UTF-16 "
+                                     "surrogate escape (not valid text)")
         yield number, obj
 
 

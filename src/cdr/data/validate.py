@@ -5,16 +5,18 @@ timestamps through the functions here, so a bad value is refused the same way ev
 ``DatasetFormatError`` whose message is one line naming the file and line (``where``), the
 field and what was expected, e.g. ``ml.inter:17: rating 'abc' is not a number``.
 
-Rules: ids are non-empty strings; ratings are finite numbers inside the dataset's declared
-scale ``[rating_min, rating_max]`` (or clipped into it when ``clip_ratings`` is on, and
-counted); timestamps are integers (or integral-valued numbers, truncated) in seconds with
-``0 <= t <= 2**63 - 1``. ``check_usable`` checks an assembled dataset: both domains have
-interactions over at least ``MIN_ITEMS`` items, indices are in range and ratings finite.
+Rules: ids are non-empty strings without control characters; ratings are finite numbers
+inside the dataset's declared scale ``[rating_min, rating_max]`` (or clipped into it when
+``clip_ratings`` is on, and counted); timestamps are integers (or integral-valued numbers,
+truncated) in seconds with ``0 <= t <= 2**63 - 1``. ``check_usable`` checks an assembled
+dataset: both domains have interactions over at least ``MIN_ITEMS`` items, indices are in
+range and ratings finite.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import attrs
@@ -46,12 +48,18 @@ def format_error(where: str, message: str, hint: str | None = None) -> DatasetFo
     return DatasetFormatError(one_line(f"{where}: {message}"), hint=hint)
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def check_id(value: Any, where: str, field: str) -> str:
-    """A user or item id: a string that is not empty or only whitespace."""
+    """A user or item id: a string that is not empty or only whitespace and holds no control
+    character (NumPy's string arrays drop trailing NULs, which would merge ids)."""
     if not isinstance(value, str):
         raise format_error(where, f"{field} {show(value)} is not a string id")
     if not value.strip():
         raise format_error(where, f"empty {field} {show(value)}")
+    if _CONTROL.search(value):
+        raise format_error(where, f"{field} {show(value)} holds a control character")
     return value
 
 
