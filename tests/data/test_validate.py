@@ -63,6 +63,8 @@ def one_line_error(exc: pytest.ExceptionInfo[BaseException], name: str) -> str:
     (TOKENS + "u1\ti1\t5\t1180591620717411303424\n",
      r"books\.inter:2: timestamp '1180591620717411303424' does not fit in int64"),
     (HEADER + "u1\ti1\t5\t1e30\n", r"books\.inter:2: timestamp 1e\+30 does not fit in int64"),
+    (HEADER + "u1\ti1\t5\t1\nu1\ti2\t5\t9223372036854775808\n",
+     r"books\.inter:3: timestamp 9\.223372036854776e\+18 does not fit in int64"),
     (HEADER + "u1\ti1\t5\tnan\n", r"books\.inter:2: timestamp nan is not a number"),
     (HEADER + "u1\ti1\t5\tinf\n", r"books\.inter:2: timestamp inf does not fit in int64"),
     (HEADER + "u1\ti1\t5\t-1\n", r"books\.inter:2: timestamp -1\.0 is negative"),

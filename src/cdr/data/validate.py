@@ -63,6 +63,12 @@ def check_id(value: Any, where: str, field: str) -> str:
     return value
 
 
+def valid_ids(values: list[Any]) -> bool:
+    """Whether every value passes ``check_id`` (one fast pass; no message)."""
+    return (all(isinstance(v, str) for v in values) and all(map(str.strip, values))
+            and not _CONTROL.search("".join(values)))
+
+
 def _number(value: Any, where: str, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise format_error(where, f"{field} {show(value)} is not a number")
