@@ -8,7 +8,7 @@ the implementation for a config and the data-dependent sizes in ``BuildContext``
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 import attrs
 import torch

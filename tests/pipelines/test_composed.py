@@ -17,9 +17,9 @@ import torch
 
 from cdr.config import load_experiment
 from cdr.experiment import resume_experiment, run_experiment, run_status
+from cdr.registry import Registry
 from cdr.scorers.calibrated import CalibratedScorer, calibrate
 from cdr.scorers.dot import DotScorer
-from cdr.registry import Registry
 from cdr.serving.bundle import Recommender, export_bundle
 from cdr.training.checkpoint import load_checkpoint
 
