@@ -279,6 +279,14 @@ TENSOR_NAMES = (
 )
 
 
+def _out_of_range(dtype: torch.dtype, low: bool) -> int | bool:
+    """An integer the dtype can hold that no valid index is: -1 (or the max when unsigned)."""
+    if dtype == torch.bool:
+        return True
+    info = torch.iinfo(dtype)
+    return -1 if low and info.min < 0 else min(10**9, info.max)
+
+
 def _mutate(t: torch.Tensor, how: str) -> torch.Tensor | None:
     floating = t.dtype.is_floating_point
     flat = t.clone().reshape(-1)
@@ -295,9 +303,9 @@ def _mutate(t: torch.Tensor, how: str) -> torch.Tensor | None:
     if how in ("int32", "float64", "float16", "bool", "uint8"):
         return t.to(getattr(torch, how))
     if how == "nan" and flat.numel():
-        flat[0] = float("nan") if floating else -1
+        flat[0] = float("nan") if floating else _out_of_range(t.dtype, low=True)
     elif how == "inf" and flat.numel():
-        flat[-1] = float("inf") if floating else 10**9
+        flat[-1] = float("inf") if floating else _out_of_range(t.dtype, low=False)
     elif how == "huge":
         return t * 1e38 if floating else t + 10**6
     elif how == "negative" and flat.numel():

@@ -79,3 +79,33 @@ def test_error_metrics_are_lower_is_better() -> None:
 
     assert lower_is_better("mae") and lower_is_better("dual_rmse") and lower_is_better("target/mae")
     assert not lower_is_better("ndcg@20") and not lower_is_better("dual_ndcg@20")
+
+
+def test_reference_rows_come_from_the_runs_and_mark_methods_below_them() -> None:
+    from cdr.studies.tables import TableResult
+
+    spec = TableSpec(
+        "t", "refs", rows=(("A", ()), ("B", ())), columns=(("c", ()),), metrics=("mae", "ndcg@20")
+    )
+    values = {
+        ("A", "c"): {
+            "mae": [0.80, 0.82],
+            "ndcg@20": [0.30, 0.30],
+            "ref/item_mean/mae": [0.75, 0.77],
+            "ref/popularity/ndcg@20": [0.20, 0.20],
+            "ref/global_mean/mae": [0.90, 0.90],
+        },
+        ("B", "c"): {"mae": [0.70, 0.70], "ndcg@20": [0.10, 0.10]},
+    }
+    result = TableResult(spec, values, {})
+    assert result.references() == ["global_mean", "item_mean", "popularity"]
+    text = render_markdown(result, [0, 1])
+    assert "| *reference: item mean* | 0.7600 ± 0.0100 |  |" in text
+    assert "| *reference: popularity* |  | 0.2000 ± 0.0000 |" in text
+    # A's MAE 0.81 is worse than the item mean's 0.76; B's NDCG 0.10 below popularity's 0.20
+    assert "| A | 0.8100 ± 0.0100 † | **0.3000 ± 0.0000** |" in text
+    assert "| B | **0.7000 ± 0.0000** | 0.1000 ± 0.0000 † |" in text
+    assert "A (c mae); B (c ndcg@20)" in text
+    methods = {(r["method"], r["metric"]): r["mean"] for r in table_rows(result)}
+    assert methods[("reference: item mean", "mae")] == pytest.approx(0.76)
+    assert ("reference: item mean", "ndcg@20") not in methods

@@ -36,6 +36,12 @@ from cdr.data.splits import ColdStartSplit, cold_start_split
 from cdr.encoders.features import compute_features
 from cdr.encoders.projection import ProjectionHead
 from cdr.errors import SplitError
+from cdr.evaluation.references import (
+    PREFIX,
+    RANKING_REFERENCES,
+    RATING_REFERENCES,
+    cold_start_references,
+)
 from cdr.evaluation.results import write_results
 from cdr.generators.base import GeneratorBase
 from cdr.interfaces import Entity, Scorer
@@ -54,6 +60,7 @@ from cdr.pipelines.generation import (
 from cdr.progress import Reporter
 from cdr.protocols import ProtocolSpec, StageSpec
 from cdr.runs import write_json
+from cdr.scorers.dot import DotScorer
 from cdr.seeding import derive_seed
 from cdr.training.loop import Budget, Stage, fit
 
@@ -277,6 +284,34 @@ def cold_start_test(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics, vectors=vectors, per_user={**state.per_user, **per_user})
 
 
+def references(ctx: RunContext, state: RunState) -> RunState:
+    """The reference predictors (``evaluation.references``) on the same cold-start users,
+    relevant items and candidates as the models' main table."""
+    split: ColdStartSplit = state.split
+    dataset, ev = ctx.dataset, ctx.cfg.evaluation
+    train = require(state.visible, "visible", "references")
+    num_items = dataset.target.num_items
+    unseen = torch.zeros(num_items, dtype=torch.bool)
+    unseen[split.unseen_items] = True
+    relevant = split.target_interactions(dataset, split.test_users, "seen")
+    ks = tuple(sorted(set(ev.ks) | {ev.k}))
+    vectors = cold_start_references(
+        train, dataset.source.interactions, split.test_users, dataset.num_users, num_items
+    )
+    metrics: dict[str, float] = {}
+    for name, (users, items) in vectors.items():
+        found, _ = evaluate_cold_users(
+            DotScorer(), users, split.test_users, items, relevant, ~unseen,
+            ks=ks, k=ev.k, batch_size=ev.batch_size,
+        )  # fmt: skip
+        rating = name in RATING_REFERENCES
+        ranking = name in RANKING_REFERENCES
+        for key, value in found.items():
+            if (key in ("mae", "rmse") and rating) or (key not in ("mae", "rmse") and ranking):
+                metrics[f"{PREFIX}/{name}/{key}"] = value
+    return state.with_metrics(metrics)
+
+
 def outputs(ctx: RunContext, state: RunState) -> RunState:
     """``metrics.json``, ``per_user.parquet``, ``notes.json`` and the serving artifacts."""
     split: ColdStartSplit = state.split
@@ -312,6 +347,7 @@ SPACE = StageSpec(
     gives=("space", "scorer", "gen_users"),
 )
 TEST = StageSpec("test", cold_start_test, needs=("runner", "scorer"), gives=("vectors",))
+REFERENCES = StageSpec("references", references, needs=("visible",))
 OUTPUTS = StageSpec("outputs", outputs, needs=("runner", "visible", "vectors"))
 
 protocol = ProtocolSpec(
@@ -320,7 +356,17 @@ protocol = ProtocolSpec(
     split=cold_start_split,
     generator="yes",
     backbone="no",
-    stages=(FEATURES, BUILD, SPACE, RUNNER, SIDE, overlapping_users("rmse"), TEST, OUTPUTS),
+    stages=(
+        FEATURES,
+        BUILD,
+        SPACE,
+        RUNNER,
+        SIDE,
+        overlapping_users("rmse"),
+        TEST,
+        REFERENCES,
+        OUTPUTS,
+    ),
     summary="MuSiC: content features -> target space -> generator -> cold-start users",
 )
 

@@ -44,6 +44,7 @@ from cdr.evaluation.results import flatten
 from cdr.interfaces import Graph
 from cdr.pipelines.backbone_model import DOMAINS, DomainData, InductiveModel, domain_data, score_fn
 from cdr.pipelines.coldstart import OUTPUTS as COLD_OUTPUTS
+from cdr.pipelines.coldstart import REFERENCES as COLD_REFERENCES
 from cdr.pipelines.coldstart import TEST as COLD_TEST
 from cdr.pipelines.coldstart import write_outputs
 from cdr.pipelines.context import RunContext, RunState, require
@@ -58,6 +59,7 @@ from cdr.pipelines.generation import (
     history_table,
     overlapping_users,
 )
+from cdr.pipelines.inductive import REFERENCES as INDUCTIVE_REFERENCES
 from cdr.pipelines.inductive import TEST as INDUCTIVE_TEST
 from cdr.pipelines.inductive import train_graphs
 from cdr.protocols import ProtocolSpec, StageSpec
@@ -179,6 +181,7 @@ cold_start_protocol = ProtocolSpec(
         SIDE,
         overlapping_users("ndcg"),
         COLD_TEST,
+        COLD_REFERENCES,
         COLD_OUTPUTS,
     ),
     summary="graph backbones feed a generator; MuSiC's cold-start users",
@@ -300,6 +303,7 @@ inductive_protocol = ProtocolSpec(
         SIDE,
         overlapping_users("ndcg"),
         StageSpec("generated test", generated_test, needs=("runner", "reps", "space")),
+        INDUCTIVE_REFERENCES,
         StageSpec("outputs", composed_outputs),
     ),
     summary="graph backbones feed a generator; unseen target users get generated vectors",

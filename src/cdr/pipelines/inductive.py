@@ -26,6 +26,7 @@ from cdr.data.records import CrossDomainDataset, Domain, Interactions
 from cdr.data.splits import InductiveSplit, inductive_split
 from cdr.errors import CompositionError
 from cdr.evaluation.inductive import ALL, evaluate_inductive
+from cdr.evaluation.references import inductive_popularity
 from cdr.evaluation.results import flatten
 from cdr.interfaces import Aligner, BackboneTraits, GraphBackbone, ModalityFeatures, Scorer
 from cdr.pipelines.backbone_model import (
@@ -198,6 +199,26 @@ def inductive_test(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics, per_user={**state.per_user, **per_user}, reps=reps)
 
 
+def references(ctx: RunContext, state: RunState) -> RunState:
+    """Popularity on every slice of both domains, masked as the models are."""
+    split: InductiveSplit = state.split
+    ev, dataset = ctx.cfg.evaluation, ctx.dataset
+    metrics: dict[str, float] = {}
+    for name in DOMAINS:
+        domain: Domain = getattr(dataset, name)
+        metrics.update(
+            inductive_popularity(
+                getattr(split, name),
+                dataset.num_users,
+                domain.num_items,
+                tuple(ev.ks),
+                ev.batch_size,
+                name,
+            )
+        )
+    return state.with_metrics(metrics)
+
+
 def inductive_outputs(ctx: RunContext, state: RunState) -> RunState:
     write_outputs(ctx, state)
     save_serving(ctx, ctx.dataset, state.graphs, require(state.reps, "reps", "outputs"))
@@ -232,6 +253,7 @@ def save_serving(
 BACKBONES = StageSpec("backbones", backbones, needs=("split",), gives=("graphs", "model", "scorer"))
 TEST = StageSpec("test", inductive_test, needs=("graphs", "model", "scorer"), gives=("reps",))
 OUTPUTS = StageSpec("outputs", inductive_outputs, needs=("graphs", "reps"))
+REFERENCES = StageSpec("references", references, needs=("split",))
 
 protocol = ProtocolSpec(
     name="inductive",
@@ -239,7 +261,7 @@ protocol = ProtocolSpec(
     split=inductive_split,
     generator="no",
     backbone="yes",
-    stages=(BACKBONES, TEST, OUTPUTS),
+    stages=(BACKBONES, TEST, REFERENCES, OUTPUTS),
     summary="MICRec / INMO: graph backbones (+ aligner), unseen users and items via E_new",
     masked_at_validation=("train",),
     masked_at_test=("train", "E_new"),

@@ -18,6 +18,7 @@ from cdr.config.experiment import SplitConfig
 from cdr.data.records import CrossDomainDataset, Interactions
 from cdr.data.splits import DomainInductiveSplit, inductive_split
 from cdr.evaluation.ranking import evaluate_ranking
+from cdr.evaluation.references import PREFIX, popularity
 from cdr.interfaces import Graph
 from cdr.pipelines.backbone_model import DomainData, InductiveModel, score_fn
 from cdr.pipelines.coldstart import write_outputs
@@ -62,6 +63,24 @@ def test(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics, per_user={**state.per_user, "target/all": result})
 
 
+def references(ctx: RunContext, state: RunState) -> RunState:
+    """Popularity (training edges) on the same test edges with the same masks."""
+    split: DomainInductiveSplit = state.split
+    ev, num_items = ctx.cfg.evaluation, ctx.dataset.target.num_items
+    counts = popularity(split.train, num_items)
+    result = evaluate_ranking(
+        lambda batch: counts.expand(batch.numel(), num_items),
+        torch.unique(split.test.user),
+        num_items,
+        split.test,
+        Interactions.concat([split.train, split.val]),
+        ks=tuple(sorted(set(ev.ks) | {ev.k})),
+        batch_size=ev.batch_size,
+    )
+    metrics = {f"{PREFIX}/popularity/target/{k}": v for k, v in result.summary().items()}
+    return state.with_metrics(metrics)
+
+
 def outputs(ctx: RunContext, state: RunState) -> RunState:
     write_outputs(ctx, state)
     return state
@@ -76,6 +95,7 @@ protocol = ProtocolSpec(
     stages=(
         StageSpec("backbone", backbone, needs=("split",), gives=("graphs", "model", "scorer")),
         StageSpec("test", test, needs=("model", "scorer", "graphs")),
+        StageSpec("references", references),
         StageSpec("outputs", outputs),
     ),
     summary="one backbone on the target domain alone; train and validation masked at test",

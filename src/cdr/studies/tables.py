@@ -15,6 +15,7 @@ from typing import Any
 
 import attrs
 
+from cdr.evaluation.references import LABELS, PREFIX
 from cdr.progress import Reporter
 from cdr.registry import Registry
 from cdr.studies.cells import Cell, CellResult, run_cells
@@ -47,6 +48,25 @@ class TableResult:
         if not xs:
             return math.nan, math.nan
         return statistics.fmean(xs), statistics.pstdev(xs) if len(xs) > 1 else 0.0
+
+    def reference(self, name: str, column: str, metric: str) -> tuple[float, float]:
+        """A reference predictor's mean ± std in ``column``: computed by every run on its
+        own split (``ref/<name>/<metric>``), read from the first method's runs (the
+        references depend only on the split, which every method of a column shares)."""
+        first = self.spec.rows[0][0]
+        return self.mean_std(first, column, f"{PREFIX}/{name}/{metric}")
+
+    def references(self) -> list[str]:
+        """The reference predictors with a value in at least one cell of the table."""
+        return [
+            name
+            for name in LABELS
+            if any(
+                not math.isnan(self.reference(name, c, m)[0])
+                for c, _ in self.spec.columns
+                for m in self.spec.metrics
+            )
+        ]
 
 
 def table_cells(spec: TableSpec, seeds: Sequence[int]) -> list[Cell]:
@@ -93,9 +113,13 @@ def _fmt(mean: float, std: float) -> str:
 
 
 def render_markdown(result: TableResult, seeds: Sequence[int]) -> str:
-    """The table as Markdown: one row per method, a column per (condition, metric).
+    """The table as Markdown: one row per method, a column per (condition, metric), then
+    the reference predictors (global mean, item mean, user auxiliary mean, popularity)
+    computed on the same splits.
 
-    The best mean of each column is bold (lowest for MAE/RMSE, highest otherwise).
+    The best method of each column is bold (lowest for MAE/RMSE, highest otherwise); a
+    method cell worse than the best reference of its column is marked ``†`` (below a
+    reference: nothing personal learned), and a note under the table says which.
     """
     spec = result.spec
     header = ["method"] + [f"{c} {m}" for c, _ in spec.columns for m in spec.metrics]
@@ -115,29 +139,64 @@ def render_markdown(result: TableResult, seeds: Sequence[int]) -> str:
             if means:
                 lower = lower_is_better(metric)
                 best[(column, metric)] = min(means) if lower else max(means)
+    references = result.references()
+    bar: dict[tuple[str, str], float] = {}
+    for column, _ in spec.columns:
+        for metric in spec.metrics:
+            refs = [result.reference(n, column, metric)[0] for n in references]
+            refs = [r for r in refs if not math.isnan(r)]
+            if refs:
+                bar[(column, metric)] = min(refs) if lower_is_better(metric) else max(refs)
+    below: list[str] = []
     for row, _ in spec.rows:
         cells = [row]
         for column, _ in spec.columns:
             for metric in spec.metrics:
                 mean, std = result.mean_std(row, column, metric)
                 text = _fmt(mean, std)
+                limit = bar.get((column, metric))
+                if limit is not None and not math.isnan(mean):
+                    worse = mean > limit if lower_is_better(metric) else mean < limit
+                    if worse:
+                        text += " †"
+                        below.append(f"{row} ({column} {metric})")
                 cells.append(f"**{text}**" if best.get((column, metric)) == mean else text)
         lines.append("| " + " | ".join(cells) + " |")
+    for name in references:
+        cells = [f"*reference: {LABELS[name]}*"]
+        for column, _ in spec.columns:
+            for metric in spec.metrics:
+                mean, std = result.reference(name, column, metric)
+                cells.append("" if math.isnan(mean) else _fmt(mean, std))
+        lines.append("| " + " | ".join(cells) + " |")
+    if below:
+        lines += [
+            "",
+            "† below the best reference predictor of its column (it learned nothing a "
+            "non-personalised reference does not have): " + "; ".join(below) + ".",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def table_rows(result: TableResult) -> list[dict[str, Any]]:
     """Flat rows for CSV: method, condition, metric, mean, std, n."""
     rows = []
-    for row, _ in result.spec.rows:
+    first = result.spec.rows[0][0]
+    labelled = [(row, row, "") for row, _ in result.spec.rows] + [
+        (first, f"reference: {LABELS[name]}", f"{PREFIX}/{name}/")
+        for name in result.references()
+    ]
+    for row, method, prefix in labelled:
         for column, _ in result.spec.columns:
             for metric in result.spec.metrics:
-                mean, std = result.mean_std(row, column, metric)
-                n = len(result.values.get((row, column), {}).get(metric, []))
+                mean, std = result.mean_std(row, column, prefix + metric)
+                n = len(result.values.get((row, column), {}).get(prefix + metric, []))
+                if prefix and not n:
+                    continue
                 rows.append(
                     {
                         "table": result.spec.name,
-                        "method": row,
+                        "method": method,
                         "condition": column,
                         "metric": metric,
                         "mean": mean,
