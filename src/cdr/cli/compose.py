@@ -10,12 +10,12 @@ import typer
 from rich.tree import Tree
 
 from cdr.cli.common import ConfigOpt, SetOpt, console, reporter, user_errors
-from cdr.cli.run import metrics_table
+from cdr.cli.run import TrackingOpt, TrackingUriOpt, metrics_table
 from cdr.composition import plan
 from cdr.config import ExperimentConfig, load_experiment
 from cdr.container import SLOTS
-from cdr.experiment import run_experiment
 from cdr.registry import Registry
+from cdr.tracking import check_tracking, run_tracked
 
 
 def _choice(help_: str) -> Any:
@@ -60,12 +60,15 @@ def compose(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Resolve and show the composition; train nothing.")
     ] = False,
+    tracking: TrackingOpt = "none",
+    tracking_uri: TrackingUriOpt = None,
 ) -> None:
     """Compose a model from named components, then train and evaluate it.
 
     Example: cdr compose --generator ddpm --backbone inmo --dry-run
     """
     registry = Registry()
+    check_tracking(tracking)
     chosen = {
         "generator": generator,
         "backbone": backbone,
@@ -86,5 +89,8 @@ def compose(
     if dry_run:
         return
     with reporter() as progress:
-        record = run_experiment(cfg, registry, reporter=progress, run_dir=out)
+        record = run_tracked(
+            cfg, registry, tracking=tracking, tracking_uri=tracking_uri,
+            reporter=progress, run_dir=out,
+        )
     console.print(metrics_table(record))

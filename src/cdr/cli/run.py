@@ -12,10 +12,26 @@ from cdr.cli.common import SetOpt, console, reporter, user_errors
 from cdr.config import load_experiment
 from cdr.config.loading import apply_overrides, read_toml
 from cdr.errors import ConfigError
-from cdr.experiment import RunRecord, resume_experiment, run_experiment
+from cdr.experiment import RunRecord
 from cdr.registry import Registry
 from cdr.studies.cells import run_cells
 from cdr.studies.sweep import grid_cells, parse_grid, plot_sweep, sweep_table, write_csv
+from cdr.tracking import TRACKERS, resume_tracked, run_tracked
+
+TrackingOpt = Annotated[
+    str,
+    typer.Option(
+        "--tracking",
+        help=f"Log params, per-epoch losses / validation and final metrics: {'|'.join(TRACKERS)}.",
+    ),
+]
+TrackingUriOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--tracking-uri",
+        help="TensorBoard log root (default: the run directory's tensorboard/).",
+    ),
+]
 
 
 def metrics_table(record: RunRecord, title: str | None = None) -> Table:
@@ -39,17 +55,24 @@ def run(
     resume: Annotated[
         Path | None, typer.Option(help="Continue the interrupted run in this directory.")
     ] = None,
+    tracking: TrackingOpt = "none",
+    tracking_uri: TrackingUriOpt = None,
 ) -> None:
     """Train and evaluate the experiment in CONFIG, writing a new run directory."""
     registry = Registry()
     with reporter() as progress:
         if resume is not None:
-            record = resume_experiment(resume, registry, reporter=progress)
+            record = resume_tracked(
+                resume, registry, tracking=tracking, tracking_uri=tracking_uri, reporter=progress
+            )
         else:
             if config is None:
                 raise ConfigError("cdr run: give a CONFIG file or --resume RUN_DIR")
             cfg = load_experiment(config, registry, set_ or [])
-            record = run_experiment(cfg, registry, reporter=progress, run_dir=out)
+            record = run_tracked(
+                cfg, registry, tracking=tracking, tracking_uri=tracking_uri,
+                reporter=progress, run_dir=out,
+            )
     console.print(metrics_table(record))
 
 
