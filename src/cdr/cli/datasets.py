@@ -183,3 +183,52 @@ def describe(
 ) -> None:
     """Summary table of a built dataset directory."""
     _show(path, beta)
+
+
+@datasets_app.command("export-split")
+@user_errors
+def export_split(
+    source: Annotated[
+        Path | None,
+        typer.Argument(help="A run directory (its config.toml) or an experiment config; "
+                       "omitted: the packaged default with --set overrides."),
+    ] = None,
+    out: Annotated[Path, typer.Option(help="Directory to write the files into.")] = ...,  # type: ignore[assignment]
+    format_: Annotated[
+        str, typer.Option("--format", help="File format (recbole: benchmark .inter files).")
+    ] = "recbole",
+    name: Annotated[
+        str | None, typer.Option(help="File name stem (default: the target domain's name).")
+    ] = None,
+    set_: SetOpt = None,
+    cache_root: CacheOpt = DEFAULT_CACHE,
+) -> None:
+    """Write the split of a run or config as RecBole benchmark files (deterministic bytes)."""
+    from cdr.composition import plan
+    from cdr.config import load_experiment
+    from cdr.data.recbole_split import default_name, split_files, write_split_files
+    from cdr.data.store import load_dataset
+    from cdr.runs import CONFIG
+
+    if format_ != "recbole":
+        raise ConfigError(f"--format: {format_!r} is not one of recbole")
+    registry = Registry()
+    config = source / CONFIG if source is not None and source.is_dir() else source
+    cfg = load_experiment(config, registry, set_ or [])
+    protocol = plan(cfg, registry)
+    with reporter() as report:
+        dataset = load_dataset(cfg.dataset, registry, cache_root=cache_root, reporter=report)
+    split = protocol.split(dataset, cfg.split)
+    stem = name or default_name(dataset)
+    about: dict[str, Any] = {
+        "dataset": dataset.name,
+        "split": cfg.split.kind,
+        **{k: v for k, v in protocol.describe().items() if k != "stages"},
+    }
+    paths = write_split_files(split_files(split, dataset, stem), out, stem, about)
+    table = Table(title=f"{protocol.name} split of {dataset.name} -> {out}")
+    table.add_column("file")
+    table.add_column("bytes", justify="right")
+    for path in paths:
+        table.add_row(path.name, f"{path.stat().st_size:,}")
+    console.print(table)
