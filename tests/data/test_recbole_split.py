@@ -66,6 +66,10 @@ def _split(overrides: list[str], registry: Registry) -> tuple[Any, CrossDomainDa
     return plan(cfg, registry).split(dataset, cfg.split), dataset
 
 
+def sets(overrides: list[str]) -> list[str]:
+    return [arg for item in overrides for arg in ("--set", item)]
+
+
 def export(args: list[str]) -> None:
     result = runner.invoke(app, ["datasets", "export-split", *args])
     assert result.exit_code == 0, result.output
@@ -77,7 +81,7 @@ def test_round_trip_byte_identical_and_same_split(
     monkeypatch.chdir(tmp_path)
     registry = Registry()
     first = tmp_path / "first"
-    export(["--out", str(first), *sum((["--set", s] for s in SINGLE), [])])
+    export(["--out", str(first), *sets(SINGLE)])
     names = sorted(p.name for p in first.iterdir())
     assert names == ["movies.cdr-split.json", *(f"movies.{s}.inter" for s in
                                                  ("test", "train", "valid"))]
@@ -181,7 +185,7 @@ def test_missing_files_and_wrong_dataset_are_one_line_errors(
     with pytest.raises(DataError, match=r"hand\.test\.inter: no such file"):
         _split(fixed(tmp_path / "bench", "hand"), registry)
     dataset = load_dataset(load_experiment(None, registry, SINGLE).dataset, registry)
-    with pytest.raises(SplitError, match="split.kind=fixed needs a split given as files"):
+    with pytest.raises(SplitError, match=r"split\.kind=fixed needs a split given as files"):
         fixed_split(dataset, load_experiment(None, registry, SINGLE).split)
     result = runner.invoke(app, ["datasets", "export-split", "--out", str(tmp_path / "x"),
                                  "--format", "csv"])
@@ -226,8 +230,8 @@ def test_cold_start_and_inductive_splits_are_exported_deterministically(
     new = split.target.new
     assert len(files["movies.new.inter"].splitlines()) - 1 == len(new)
     out = tmp_path / "inductive"
-    export(["--out", str(out), *sum((["--set", s] for s in inductive), [])])
+    export(["--out", str(out), *sets(inductive)])
     assert (out / "movies.new.inter").read_text() == files["movies.new.inter"]
     result = runner.invoke(app, ["datasets", "export-split", "--out", str(out),
-                                 *sum((["--set", s] for s in inductive), [])])
+                                 *sets(inductive)])
     assert result.exit_code == 1 and "never overwrites" in result.output
