@@ -68,3 +68,41 @@ def test_registered_and_seeded() -> None:
     x, y = component.build(InfoNCEConfig(), ctx), component.build(InfoNCEConfig(), ctx)
     for p, q in zip(x.parameters(), y.parameters(), strict=True):
         torch.testing.assert_close(p, q)
+
+
+def _scaled(aligner: InfoNCEAligner, factor: float) -> InfoNCEAligner:
+    """A copy whose heads' outputs are ``factor`` times larger (last layers scaled)."""
+    copy = InfoNCEAligner(8, aligner.config)
+    copy.load_state_dict(aligner.state_dict())
+    with torch.no_grad():
+        for head in (copy.head_a, copy.head_b):
+            head[-1].weight.mul_(factor)
+            head[-1].bias.mul_(factor)
+    return copy
+
+
+def test_default_loss_is_bounded_below_and_blind_to_the_heads_scale() -> None:
+    torch.manual_seed(1)
+    aligner = InfoNCEAligner(8, InfoNCEConfig(temperature=0.2))
+    assert (aligner.config.similarity, aligner.config.denominator) == ("cosine", "standard")
+    a, b = torch.randn(32, 8), torch.randn(32, 8)
+    base = float(aligner.loss(a, b))
+    for factor in (10.0, 1000.0):
+        assert float(_scaled(aligner, factor).loss(a, b)) == pytest.approx(base, rel=1e-4)
+    # cosine logits lie in [-1/tau, 1/tau]: each direction >= log(1 + (B - 1) e^{-2/tau})
+    bound = 2 * math.log(1 + 31 * math.exp(-2 / 0.2))
+    assert base >= bound
+    # even with b = a (perfect alignment) the loss stays above that bound
+    assert float(InfoNCEAligner(8, InfoNCEConfig(temperature=0.2)).loss(a, a)) >= bound
+
+
+def test_the_papers_literal_form_has_no_lower_bound() -> None:
+    """Raw dot products with the positive excluded from the denominator: scaling aligned
+    projections lowers the loss without limit (what the cosine default prevents)."""
+    torch.manual_seed(1)
+    x = F.normalize(torch.randn(32, 8), dim=1)
+    y = F.normalize(x + 0.05 * torch.randn(32, 8), dim=1)
+    losses = [float(info_nce(c * x, c * y, 0.2, "paper")) for c in (1.0, 3.0, 10.0)]
+    assert losses[0] > losses[1] > losses[2] and losses[2] < -100
+    standard = [float(info_nce(c * x, c * y, 0.2, "standard")) for c in (1.0, 3.0, 10.0)]
+    assert min(standard) >= 0.0

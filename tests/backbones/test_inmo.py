@@ -15,7 +15,7 @@ TRAIN = Graph(torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 1, 2]]), num_users=4, num
 
 
 def test_template_representation_matches_equation_1() -> None:
-    model = INMOBackbone(4, 4, 3, INMOConfig(num_layers=0, multimodal=False), seed=0)
+    model = INMOBackbone(4, 4, 3, INMOConfig(num_layers=0, multimodal=False, dropout=0.0), seed=0)
     assert isinstance(model, GraphBackbone)
     with torch.no_grad():
         model.user_bias.fill_(0.5)
@@ -53,7 +53,7 @@ def test_only_templates_count_and_unseen_nodes_use_new_edges() -> None:
 
 
 def test_lightgcn_stage_is_propagate_of_the_template_representations() -> None:
-    model = INMOBackbone(4, 4, 5, INMOConfig(num_layers=3, multimodal=False), seed=3)
+    model = INMOBackbone(4, 4, 5, INMOConfig(num_layers=3, multimodal=False, dropout=0.0), seed=3)
     model.prepare(TRAIN)
     x = model.template_representations(TRAIN.edge_index)
     expected = propagate(TRAIN.edge_index, x[:4], x[4:], 3, cache=AdjacencyCache())
@@ -63,7 +63,12 @@ def test_lightgcn_stage_is_propagate_of_the_template_representations() -> None:
 
 
 def test_alpha_is_annealed_from_start_to_end() -> None:
-    cfg = INMOConfig(alpha_start=0.5, alpha_end=1.0, alpha_epochs=10)
+    # the default follows INMO's code: a = 0.99^epoch, exponent 1 - a / 2
+    default = INMOConfig()
+    for epoch in (0, 1, 20, 69):
+        assert alpha_at(default, epoch) == pytest.approx(1 - 0.5 * 0.99**epoch)
+    assert alpha_at(default, 20) == pytest.approx(0.591, abs=1e-3)
+    cfg = INMOConfig(alpha_start=0.5, alpha_end=1.0, alpha_epochs=10, alpha_schedule="linear")
     assert alpha_at(cfg, 0) == 0.5 and alpha_at(cfg, 5) == pytest.approx(0.75)
     assert alpha_at(cfg, 10) == alpha_at(cfg, 50) == 1.0
     assert alpha_at(INMOConfig(alpha_schedule="constant"), 0) == 1.0

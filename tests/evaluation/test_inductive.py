@@ -52,7 +52,7 @@ def test_slices_match_dense_reference() -> None:
     } | {TAIL}
 
     scores = table.clone()
-    for part in (split.train, split.new):
+    for part in (split.train, split.new, split.val):  # train, E_new and validation masked
         scores[part.user, part.item] = -math.inf
     unseen_item = torch.zeros(NUM_ITEMS, dtype=torch.bool)
     unseen_item[split.unseen_items] = True
@@ -94,7 +94,12 @@ def test_validation_edges_and_curve_cut_offs() -> None:
         lambda u: table[u], split, NUM_USERS, NUM_ITEMS, ks=range(5, 101, 5), on="val"
     )
     everyone = results[slice_name("all", "all")]
-    assert everyone.users.tolist() == torch.unique(split.val.user).tolist()
+    # selection ranks only the seen-user x seen-item validation edges
+    seen = ~torch.isin(split.val.user, split.unseen_users) & ~torch.isin(
+        split.val.item, split.unseen_items
+    )
+    assert seen.any() and not seen.all()  # the fixture has both kinds
+    assert everyone.users.tolist() == torch.unique(split.val.user[seen]).tolist()
     assert "ndcg@100" in everyone.per_user
     # beyond the catalogue every relevant (non-excluded) item is retrieved: NDCG stops moving
     torch.testing.assert_close(everyone.per_user["ndcg@20"], everyone.per_user["ndcg@100"])

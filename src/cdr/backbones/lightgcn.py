@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from cdr.backbones.adjacency import DEFAULT_CACHE, AdjacencyCache, layer_mean
 from cdr.backbones.base import BackboneBase
 from cdr.components import BackboneConfig, BuildContext, Component
-from cdr.config.validators import non_negative, positive
+from cdr.config.validators import non_negative, one_of, positive
 from cdr.interfaces import Graph
 
 
@@ -58,13 +58,21 @@ def fill_unseen(emb: Tensor, seen: Tensor) -> Tensor:
     return torch.where(seen[:, None], emb, mean)
 
 
+INITS = ("normal", "xavier")
+
+
 @attrs.frozen
 class LightGCNConfig(BackboneConfig):
-    """num_layers: propagation depth L (MICRec: 3); init_std: N(0, std) embedding init."""
+    """num_layers: propagation depth L (MICRec: 3); init: ``normal`` = N(0, init_std) (INMO's
+    reference code, igcn_cf) or ``xavier`` (uniform; RecBole's LightGCN); reg_weight:
+    lambda of the L2 term on the batch's layer-0 embeddings, ``lambda * mean_b(||e_u||^2 +
+    ||e_i+||^2 + ||e_i-||^2)`` (igcn_cf's BPRTrainer; 1e-4 is its LightGCN setting)."""
 
     kind: str = "lightgcn"
     num_layers: int = attrs.field(default=3, validator=non_negative)
     init_std: float = attrs.field(default=0.1, validator=positive)
+    init: str = attrs.field(default="normal", validator=one_of(INITS))
+    reg_weight: float = attrs.field(default=1e-4, validator=non_negative)
 
 
 class LightGCNBackbone(BackboneBase):
@@ -85,14 +93,22 @@ class LightGCNBackbone(BackboneBase):
         num_layers: int = 3,
         init_std: float = 0.1,
         *,
+        init: str = "normal",
+        reg_weight: float = 0.0,
         seed: int = 0,
         device: torch.device | None = None,
     ) -> None:
         super().__init__()
         gen = torch.Generator().manual_seed(seed)
-        self.num_layers = num_layers
-        self.user_emb = nn.Parameter(torch.randn(num_users, dim, generator=gen) * init_std)
-        self.item_emb = nn.Parameter(torch.randn(num_items, dim, generator=gen) * init_std)
+        self.num_layers, self.reg_weight = num_layers, reg_weight
+        if init == "xavier":
+            user = nn.init.xavier_uniform_(torch.empty(num_users, dim), generator=gen)
+            item = nn.init.xavier_uniform_(torch.empty(num_items, dim), generator=gen)
+        else:
+            user = torch.randn(num_users, dim, generator=gen) * init_std
+            item = torch.randn(num_items, dim, generator=gen) * init_std
+        self.user_emb = nn.Parameter(user)
+        self.item_emb = nn.Parameter(item)
         self.register_buffer("seen_users", torch.zeros(num_users, dtype=torch.bool))
         self.register_buffer("seen_items", torch.zeros(num_items, dtype=torch.bool))
         self.prepared = False
@@ -116,6 +132,14 @@ class LightGCNBackbone(BackboneBase):
             items = fill_unseen(items, self.seen_items)
         return propagate(graph.edge_index, users, items, self.num_layers, cache=self.cache)
 
+    def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
+        """``reg_weight * mean_b(||e_u||^2 + sum_j ||e_{i_j}||^2)`` over the batch's layer-0
+        embeddings: users [B], items [B, n] (positive, negatives)."""
+        if self.reg_weight == 0 or users.numel() == 0:
+            return self.user_emb.new_zeros(())
+        squares = self.user_emb[users].pow(2).sum() + self.item_emb[items].pow(2).sum()
+        return self.reg_weight * squares / users.numel()
+
 
 
 def _build(config: LightGCNConfig, ctx: BuildContext) -> LightGCNBackbone:
@@ -125,6 +149,8 @@ def _build(config: LightGCNConfig, ctx: BuildContext) -> LightGCNBackbone:
         ctx.dim,
         config.num_layers,
         config.init_std,
+        init=config.init,
+        reg_weight=config.reg_weight,
         seed=ctx.seed,
         device=ctx.device,
     )

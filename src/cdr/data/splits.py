@@ -116,7 +116,10 @@ class DomainInductiveSplit:
 
     unseen_users / unseen_items: sorted ids held out of training; train: edges seen in
     training; new: E_new, the training-part edges that touch an unseen user or item (given
-    only at inference); val / test: every user's held-out edges.
+    only at inference); val / test: every user's held-out edges. Model selection uses
+    ``validation``: the val edges between seen users and seen items (INMO's protocol: the
+    training dataset is the seen part, so its validation edges are seen x seen); all val
+    edges are masked when ranking at test.
     """
 
     unseen_users: Tensor
@@ -125,6 +128,13 @@ class DomainInductiveSplit:
     val: Interactions
     test: Interactions
     new: Interactions
+
+    @property
+    def validation(self) -> Interactions:
+        """[E'] the val edges whose user and item are both seen in training."""
+        users = torch.isin(self.val.user, self.unseen_users.to(self.val.user.device))
+        items = torch.isin(self.val.item, self.unseen_items.to(self.val.item.device))
+        return self.val.select(~users & ~items)
 
 
 @attrs.frozen(eq=False)

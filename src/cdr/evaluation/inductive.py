@@ -1,7 +1,9 @@
 """Inductive evaluation (INMO / MICRec protocol, MICRec section 5.1, Table 4, Figure 2).
 
-Every test user ranks all items of the domain, with their train and ``E_new`` interactions
-masked (``-inf``); the held-out interactions are the relevant items (binary gains). Results
+Every test user ranks all items of the domain, with their train, ``E_new`` and validation
+interactions masked (``-inf``; INMO's code masks train + validation of the full dataset);
+the held-out interactions are the relevant items (binary gains). Model selection
+(``on="val"``) ranks the seen-user x seen-item validation edges with train masked. Results
 come per slice of the test edges:
 
 * ``"<users>-users/<items>-items"`` for users in all/seen/unseen x items in all/seen/unseen
@@ -87,12 +89,13 @@ def evaluate_inductive(
     """Full-ranking Precision/Recall/NDCG/Hit@k per slice (see the module docstring).
 
     score_fn: global user ids [B] -> scores [B, num_items]; ``on`` picks the relevant edges
-    (``split.test``, or ``split.val`` for model selection); train + new edges are excluded.
+    (``split.test``, or ``split.validation`` for model selection); masked: train + new
+    (+ val at test).
     """
     ks = [int(k) for k in ks]
     if not ks or min(ks) <= 0:
         raise ValueError(f"ks must be positive cut-offs, got {ks}")
-    held_out = split.test if on == "test" else split.val
+    held_out = split.test if on == "test" else split.validation
     users = users_with_relevant(held_out.user, held_out, graded=False)  # [U] sorted
     if users.numel() and int(users[-1]) >= num_users:
         raise ValueError(f"user id {int(users[-1])} >= num_users {num_users}")
@@ -107,7 +110,8 @@ def evaluate_inductive(
     for name, mask in item_masks.items():
         edges: Interactions = held_out if mask is None else held_out.select(mask[held_items])
         lookups[name] = RowLookup.build(users, edges, torch.ones(len(edges)))
-    exclude = Interactions.concat([split.train, split.new])
+    masked = [split.train, split.new] + ([split.val] if on == "test" else [])
+    exclude = Interactions.concat(masked)
     excl = RowLookup.build(users, exclude, torch.ones(len(exclude)))
 
     parts: dict[str, list[dict[str, Tensor]]] = {name: [] for name in item_masks}

@@ -119,7 +119,8 @@ def score_fn(scorer: Scorer, users_rep: Tensor, items_rep: Tensor) -> Any:
 def validate(
     model: InductiveModel, data: dict[str, DomainData], scorer: Scorer, k: int, batch_size: int
 ) -> dict[str, float]:
-    """Validation NDCG@k per domain, on the training graph."""
+    """Validation NDCG@k per domain, on the training graph: the seen-user x seen-item
+    validation edges (``split.validation``), training edges masked."""
     from cdr.evaluation.ranking import evaluate_ranking
 
     model.eval()
@@ -127,7 +128,7 @@ def validate(
     out = {}
     for name, d in data.items():
         u_rep, i_rep = reps[name]
-        val = d.split.val
+        val = d.split.validation
         result = evaluate_ranking(
             score_fn(scorer, u_rep, i_rep),
             torch.unique(val.user),

@@ -230,7 +230,7 @@ def training_space(ctx: RunContext, state: RunState) -> RunState:
         train=train_users,
         val=val_users,
         train_ratings=target_train.of_users(train_users, dataset.num_users),
-        val_ratings=split.target.val.of_users(val_users, dataset.num_users),
+        val_ratings=split.target.validation.of_users(val_users, dataset.num_users),
         val_exclude=target_train,
         history=source_train,
     )
@@ -308,5 +308,5 @@ inductive_protocol = ProtocolSpec(
     ),
     summary="graph backbones feed a generator; unseen target users get generated vectors",
     masked_at_validation=("train",),
-    masked_at_test=("train", "E_new"),
+    masked_at_test=("train", "E_new", "validation"),
 )

@@ -264,5 +264,5 @@ protocol = ProtocolSpec(
     stages=(BACKBONES, TEST, REFERENCES, OUTPUTS),
     summary="MICRec / INMO: graph backbones (+ aligner), unseen users and items via E_new",
     masked_at_validation=("train",),
-    masked_at_test=("train", "E_new"),
+    masked_at_test=("train", "E_new", "validation"),
 )
