@@ -65,7 +65,10 @@ class EncodersConfig:
 
 @attrs.frozen
 class TrainerConfig:
-    """Optimisation shared by all pipelines; per-model knobs live in component configs."""
+    """Optimisation shared by all pipelines; per-model knobs live in component configs.
+
+    steps_per_epoch: optimiser steps of a graph-backbone epoch (0 = one pass over the larger
+    domain's training edges; MICRec's paper uses 100 batches)."""
 
     epochs: int = attrs.field(default=50, validator=positive)
     batch_size: int = attrs.field(default=256, validator=positive)
@@ -74,6 +77,7 @@ class TrainerConfig:
     patience: int = attrs.field(default=5, validator=non_negative)
     eval_every: int = attrs.field(default=1, validator=positive)
     dim: int = attrs.field(default=32, validator=positive)
+    steps_per_epoch: int = attrs.field(default=0, validator=non_negative)
 
 
 @attrs.frozen

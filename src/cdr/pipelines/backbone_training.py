@@ -54,7 +54,8 @@ def train_backbones(
     }
     anchors_pool = overlapping_train_users(data, num_users)
     batch_users = model.aligner_fn.batch_users if model.aligner_fn is not None else 0
-    steps = math.ceil(max(len(s) for s in samplers.values()) / cfg.trainer.batch_size)
+    one_pass = math.ceil(max(len(s) for s in samplers.values()) / cfg.trainer.batch_size)
+    steps = cfg.trainer.steps_per_epoch or one_pass
     k = cfg.evaluation.k
 
     def batches(_: int) -> Iterator[Batch]:
