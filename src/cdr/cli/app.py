@@ -17,6 +17,7 @@ from cdr.cli.report import compare, report
 from cdr.cli.reproduce import reproduce
 from cdr.cli.run import run, sweep
 from cdr.cli.serve import export, recommend
+from cdr.cli.tune import tune
 
 app = typer.Typer(
     name="cdr",
@@ -47,6 +48,7 @@ app.command()(compose)
 app.command()(components)
 app.command()(run)
 app.command()(sweep)
+app.command()(tune)
 app.command()(export)
 app.command()(recommend)
 app.command()(report)
