@@ -17,6 +17,7 @@ from cdr.cli.report import compare, report
 from cdr.cli.reproduce import reproduce
 from cdr.cli.run import run, sweep
 from cdr.cli.serve import export, recommend
+from cdr.cli.server import serve
 from cdr.cli.tune import tune
 
 app = typer.Typer(
@@ -51,6 +52,7 @@ app.command()(sweep)
 app.command()(tune)
 app.command()(export)
 app.command()(recommend)
+app.command()(serve)
 app.command()(report)
 app.command()(compare)
 app.command()(encode)
