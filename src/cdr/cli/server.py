@@ -26,9 +26,7 @@ def serve(
     bundle: Annotated[Path, typer.Argument(help="A bundle written by `cdr export`.")],
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port (0: any free port).")] = 8000,
-    workers: Annotated[
-        int, typer.Option(help="Worker processes; each loads the model once.")
-    ] = 1,
+    workers: Annotated[int, typer.Option(help="Worker processes; each loads the model once.")] = 1,
     threads: Annotated[
         int | None,
         typer.Option(help="torch threads per worker (default: the cores divided by --workers)."),

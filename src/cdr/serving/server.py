@@ -105,8 +105,12 @@ HISTORY_SCHEMA: dict[str, Any] = {
             "items": {
                 "anyOf": [
                     _ITEM_ID,
-                    {"type": "array", "prefixItems": [_ITEM_ID, _RATING], "minItems": 2,
-                     "maxItems": 2},
+                    {
+                        "type": "array",
+                        "prefixItems": [_ITEM_ID, _RATING],
+                        "minItems": 2,
+                        "maxItems": 2,
+                    },
                     {
                         "type": "object",
                         "properties": {"item": _ITEM_ID, "rating": _RATING},
@@ -147,8 +151,10 @@ class ColdRequest(_Strict):
     user: str = Field("anonymous", description="A label for the user, echoed in the result.")
     k: int = Field(20, ge=1, description="How many items (fewer if the catalogue is smaller).")
     seed: int = Field(
-        0, ge=0, le=2**63 - 1, description="Seed of the generator's sampling (same seed, "
-        "same result)."
+        0,
+        ge=0,
+        le=2**63 - 1,
+        description="Seed of the generator's sampling (same seed, same result).",
     )
 
 
@@ -339,13 +345,17 @@ def _validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
             reason = (err.get("ctx") or {}).get("error", "")
             position = loc[1] if len(loc) > 1 else "?"
             errors.append(
-                {"field": None, "message": f"body: not valid JSON ({reason} at char "
-                 f"{position})", "type": kind}
+                {
+                    "field": None,
+                    "message": f"body: not valid JSON ({reason} at char {position})",
+                    "type": kind,
+                }
             )
             continue
         if kind == "missing" and loc == ("body",):
-            errors.append({"field": None, "message": "body: missing (expected a JSON object)",
-                           "type": kind})
+            errors.append(
+                {"field": None, "message": "body: missing (expected a JSON object)", "type": kind}
+            )
             continue
         field = _field(loc)
         if kind == "model_attributes_type" and field is None:
@@ -443,8 +453,10 @@ class BodyLimit:
 # --------------------------------------------------------------------------- the app
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    422: {"model": ErrorBody, "description": "The request does not fit the schema; the "
-          "message names the field."},
+    422: {
+        "model": ErrorBody,
+        "description": "The request does not fit the schema; the message names the field.",
+    },
     400: {"model": ErrorBody, "description": "A body that cannot be parsed."},
     413: {"model": ErrorBody, "description": f"A body over {MAX_BODY_BYTES} bytes."},
 }
@@ -512,8 +524,11 @@ def create_app(load: Callable[[], Served], threads: int | None = None) -> FastAP
         response_model=RecommendResponse,
         responses={
             **_ERRORS,
-            400: {"model": ErrorBody, "description": "A body that cannot be parsed, or a "
-                  "bundle without a generator (it cannot serve cold-start users)."},
+            400: {
+                "model": ErrorBody,
+                "description": "A body that cannot be parsed, or a "
+                "bundle without a generator (it cannot serve cold-start users).",
+            },
             404: {"model": ErrorBody, "description": "An auxiliary item id the bundle lacks."},
         },
         summary="Top-K items for a cold-start user from their auxiliary-domain history",
