@@ -110,7 +110,7 @@ def tune(
         table.add_row(f"  {key}", f"{value:.4g}" if isinstance(value, float) else str(value))
     table.add_section()
     for key, value in sorted(result.test_metrics.items()):
-        if not key.startswith("ref/"):
+        if not key.startswith("ref/") and not key.endswith("_epochs"):
             table.add_row(f"test {key}", f"{value:.4f}")
     console.print(table)
     for note in result.notes:

@@ -27,7 +27,7 @@ a stage).
 
 Resuming: a killed study is continued by the same command. Trials left "running" by a
 dead process are failed and re-enqueued with the same parameters (Optuna's
-``RetryFailedTrialCallback``); the retry continues the killed trial's run directory from
+``RetryHeartbeatStaleTrialCallback``); the retry continues the killed trial's run directory from
 its last checkpoint (``cdr run --resume``), so finished trials are never repeated and a
 half-done one loses at most an epoch. With the default storage a tune process that finds
 no other one alive on ``DIR`` (a file lock) does this at once; with ``--storage``
@@ -57,7 +57,7 @@ from typing import Any
 
 import attrs
 import optuna
-from optuna.storages import RDBStorage, RetryFailedTrialCallback
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cdr.composition import plan
@@ -157,7 +157,7 @@ def open_storage(url: str) -> RDBStorage:
             engine_kwargs=kwargs,
             heartbeat_interval=HEARTBEAT_S,
             grace_period=GRACE_S,
-            failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY),
         )
 
 
@@ -311,7 +311,9 @@ def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_id: int) -> 
         if storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, storage.get_trial(trial_id))
+                RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(
+                    study, storage.get_trial(trial_id)
+                )
 
 
 # ---- workers ------------------------------------------------------------------------------
@@ -367,10 +369,13 @@ def _die_with_parent(parent: int) -> None:
 def _quiet() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+    # heartbeats are recorded by run_trial's own thread, not by Study.optimize
+    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be used")
 
 
 def work(settings: TuneSettings, index: int) -> None:
     """Ask, run, tell, until the study has its trials (one worker's loop)."""
+    _quiet()
     storage = open_storage(settings.storage)
     registry = Registry()
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
@@ -508,11 +513,19 @@ def _worker_error(study: optuna.Study, code: int | None) -> CdrError:
 
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+    trials = study.get_trials(deepcopy=False)
+    retried_as = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", [])}
     rows = []
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
+        state = t.state.name.lower()
+        note = t.user_attrs.get("pruned") or t.user_attrs.get("error", "")
+        if t.state == TrialState.FAIL and t.number in retried_as:
+            state = "retried"
+            note = (f"left running by a killed process; retried as trial {retried_as[t.number]}"
+                    " (same parameters and run directory)")
         row: dict[str, Any] = {
             "number": t.number,
-            "state": t.state.name.lower(),
+            "state": state,
             "value": t.value if t.value is not None else "",
         }
         row.update({f"param:{k}": v for k, v in t.params.items()})
@@ -521,7 +534,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         row["last_step"] = t.last_step if t.last_step is not None else ""
         row["retry_of"] = t.system_attrs.get("failed_trial", "")
         row["run_dir"] = t.user_attrs.get("run_dir", "")
-        row["note"] = t.user_attrs.get("pruned") or t.user_attrs.get("error", "")
+        row["note"] = note
         rows.append(row)
     return rows
 

@@ -1,0 +1,215 @@
+"""The study loop in-process, on a fake protocol whose validation curve depends on the
+learning rate: objective from metrics.json, pruning on the per-epoch validation value,
+pruned run directories, resuming a killed study, grids, outputs."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from cdr import experiment
+from cdr.config.loading import default_data
+from cdr.errors import ConfigError
+from cdr.runs import METRICS, write_json
+from cdr.tuning import study as tuning
+from cdr.tuning.space import space_from_text
+from cdr.tuning.study import (
+    TuneSettings,
+    check_metric,
+    counts,
+    default_storage,
+    open_storage,
+    open_study,
+    read_metric,
+    recover,
+    work,
+    write_outputs,
+)
+
+SPACE = """
+[params."trainer.lr"]
+type = "float"
+low = 1e-4
+high = 1e-1
+log = true
+"""
+TASK = "stage 2: overlapping users"
+EPOCHS = 6
+
+
+def curve(lr: float, epoch: int) -> float:
+    """Validation RMSE: best at lr = 10**-2.5, improving with epochs."""
+    return abs(math.log10(lr) + 2.5) + 1.0 / (epoch + 1)
+
+
+@pytest.fixture
+def fake_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """Every run is the fake protocol; records (run dir name, first epoch) per session."""
+    sessions: list[tuple[str, int]] = []
+
+    def fake(protocol: Any, cfg: Any, registry: Any, run_dir: Path, reporter: Any = None) -> Any:
+        done = run_dir / "epochs.json"
+        start = json.loads(done.read_text())["epochs"] if done.exists() else 0
+        sessions.append((run_dir.name, start))
+        write_json(run_dir / "protocol.json", {"protocol": "fake", "masked_at_test": ["train"]})
+        reporter(TASK, start, EPOCHS)
+        for epoch in range(start, EPOCHS):
+            val = curve(cfg.trainer.lr, epoch)
+            reporter(TASK, 1, None, loss=val / 2, val=val)
+            write_json(done, {"epochs": epoch + 1})  # a checkpoint: a resume continues here
+        metrics = {"val_rmse": val, "rmse": 2 * val, "stage2_epochs": EPOCHS}
+        write_json(run_dir / METRICS, metrics)
+        return metrics
+
+    monkeypatch.setattr(experiment, "run_protocol", fake)
+    return sessions
+
+
+def settings(out: Path, trials: int, space: str = SPACE, pruner: str = "median") -> TuneSettings:
+    return TuneSettings(
+        out=out,
+        base=default_data(),
+        space=space_from_text(space),
+        trials=trials,
+        metric="val_rmse",
+        direction="minimize",
+        storage=default_storage(out),
+        local_storage=True,
+        pruner=pruner,
+        warmup=2,
+    )
+
+
+def _study(s: TuneSettings) -> optuna.Study:
+    s.out.mkdir(parents=True, exist_ok=True)
+    return open_study(s, open_storage(s.storage))
+
+
+def test_objective_pruning_and_outputs(tmp_path: Path, fake_runs: Any) -> None:
+    s = settings(tmp_path / "study", 14)
+    study = _study(s)
+    work(s, 0)
+    trials = study.get_trials()
+    assert counts(study) == (14, 0, 0)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    pruned = [t for t in trials if t.state == TrialState.PRUNED]
+    assert complete and pruned
+    for t in complete:  # the objective is the run's metrics.json validation value
+        run_dir = Path(t.user_attrs["run_dir"])
+        assert t.value == json.loads((run_dir / METRICS).read_text())["val_rmse"]
+        assert t.value == pytest.approx(curve(t.params["trainer.lr"], EPOCHS - 1))
+        # every evaluated epoch was reported, step = epoch
+        assert sorted(t.intermediate_values) == list(range(EPOCHS))
+    for t in pruned:  # a pruned trial is a run directory whose status says so
+        status = json.loads((Path(t.user_attrs["run_dir"]) / "status.json").read_text())
+        assert status["state"] == "pruned"
+        assert f"{TASK}, epoch {t.last_step + 1}" in status["reason"]
+        assert t.last_step + 1 >= s.warmup and t.last_step < EPOCHS - 1
+    result = write_outputs(study, s)
+    best = min(complete, key=lambda t: t.value)
+    assert result.best_number == best.number and result.best_value == best.value
+    # test metrics come from the best run's directory; validation ones are not among them
+    assert result.test_metrics == {"rmse": pytest.approx(2 * best.value), "stage2_epochs": 6}
+    text = (s.out / "best.toml").read_text()
+    assert text.splitlines()[0].startswith(f"# best trial {best.number} ")
+    assert text.split("\n", 1)[1] == (Path(best.user_attrs["run_dir"]) / "config.toml"
+                                      ).read_text()
+    rows = (s.out / "trials.csv").read_text().splitlines()
+    assert len(rows) == 15 and rows[0].startswith("number,state,value,param:trainer.lr")
+    summary = json.loads((s.out / "summary.json").read_text())
+    assert summary["trials"] == {"complete": len(complete), "pruned": len(pruned)}
+    assert summary["protocol"] == {"protocol": "fake", "masked_at_test": ["train"]}
+    for name in ("optimization_history", "param_importances", "intermediate_values"):
+        assert (s.out / f"{name}.png").read_bytes()[:4] == b"\x89PNG"
+    # the same command again: the study is complete, nothing runs
+    before = len(fake_runs)
+    work(s, 0)
+    assert len(fake_runs) == before
+
+
+def test_no_pruning_when_the_pruner_is_none(tmp_path: Path, fake_runs: Any) -> None:
+    s = settings(tmp_path / "study", 10, pruner="none")
+    study = _study(s)
+    work(s, 0)
+    assert {t.state for t in study.get_trials()} == {TrialState.COMPLETE}
+
+
+def test_a_killed_study_resumes_without_repeating_finished_trials(
+    tmp_path: Path, fake_runs: list[tuple[str, int]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    s = settings(tmp_path / "study", 5)
+    study = _study(s)
+    # two trials finish, then a third is killed after three epochs (SIGKILL: nothing told)
+    work(settings(s.out, 2), 0)
+    original = tuning.PruningReporter.__call__
+
+    def killed(self: Any, task: str, advance: int = 1, total: Any = None, **info: Any) -> None:
+        original(self, task, advance, total, **info)
+        if info and self.steps._next[task] == 3:
+            raise SystemExit("killed")
+
+    monkeypatch.setattr(tuning.PruningReporter, "__call__", killed)
+    with pytest.raises(SystemExit):
+        work(s, 0)
+    monkeypatch.setattr(tuning.PruningReporter, "__call__", original)
+    study.get_trials()
+    stale = next(t for t in study.get_trials() if t.number == 2)
+    # the killed process told nothing; its heartbeat thread died with it
+    study._storage.set_trial_state_values(stale._trial_id, TrialState.RUNNING)
+    assert counts(study) == (2, 1, 0)
+    finished_dirs = {t.user_attrs["run_dir"] for t in study.get_trials()[:2]}
+    assert recover(study, open_storage(s.storage)) == [2]
+    work(s, 0)
+    trials = study.get_trials()
+    assert counts(study) == (5, 0, 0)
+    assert trials[2].state == TrialState.FAIL
+    retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 2)
+    # same parameters, the same run directory continued after its last checkpoint
+    assert retry.params == trials[2].params
+    assert retry.user_attrs["run_dir"] == trials[2].user_attrs["run_dir"]
+    assert retry.user_attrs["resumed"] is True
+    name = Path(retry.user_attrs["run_dir"]).name
+    # killed while reporting its third epoch: two epochs were checkpointed
+    assert [start for run, start in fake_runs if run == name] == [0, 2]
+    assert tuning.trial_rows(study)[2]["state"] == "retried"
+    # finished trials were not run again
+    for run_dir in finished_dirs:
+        assert [r for r, _ in fake_runs].count(Path(run_dir).name) == 1
+
+
+def test_grid_runs_each_point_once(tmp_path: Path, fake_runs: Any) -> None:
+    space = 'sampler = "grid"\n[params."trainer.lr"]\ntype = "float"\nlow = 1e-4\nhigh = 1e-1\n'
+    s = settings(tmp_path / "study", 10, space + "grid = [0.001, 0.003, 0.01]\n", pruner="none")
+    assert s.target == 3
+    study = _study(s)
+    work(s, 0)
+    assert sorted(t.params["trainer.lr"] for t in study.get_trials()) == [0.001, 0.003, 0.01]
+
+
+def test_metric_rules(tmp_path: Path) -> None:
+    for name in ("val_rmse", "val_ndcg@20", "stage0_val_rmse", "target/val_ndcg@20"):
+        assert check_metric(name) == name
+    for name in ("rmse", "ndcg@20", "target/recall@20", "interval"):
+        with pytest.raises(ConfigError, match="never on a test metric"):
+            check_metric(name)
+    write_json(tmp_path / METRICS, {"val_rmse": 1.0, "stage0_val_rmse": 2.0, "rmse": 3.0,
+                                    "val_mae": None})
+    assert read_metric(tmp_path, "val_rmse") == 1.0
+    assert math.isnan(read_metric(tmp_path, "val_mae"))
+    with pytest.raises(ConfigError, match="validation metrics: stage0_val_rmse, val_mae, val_rmse"):
+        read_metric(tmp_path, "val_ndcg@20")
+
+
+def test_a_study_is_resumed_only_with_the_same_experiment(tmp_path: Path) -> None:
+    s = settings(tmp_path / "study", 3)
+    _study(s)
+    other = settings(s.out, 3, SPACE.replace("1e-1", "1e-2"))
+    with pytest.raises(ConfigError, match="made with another space"):
+        _study(other)
+    _study(settings(s.out, 30))  # more trials: fine
