@@ -5,10 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from cdr.backbones.adjacency import AdjacencyCache
 from cdr.backbones.aggregation import ModalityFeatures
 from cdr.backbones.inmo import INMOBackbone, INMOConfig, alpha_at
-from cdr.backbones.lightgcn import propagate
 from cdr.interfaces import Graph, GraphBackbone
 
 TRAIN = Graph(torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 1, 2]]), num_users=4, num_items=4)
@@ -52,14 +50,80 @@ def test_only_templates_count_and_unseen_nodes_use_new_edges() -> None:
     assert after[3].abs().sum() > 0  # unseen user 3 represented from its new edge, no training
 
 
-def test_lightgcn_stage_is_propagate_of_the_template_representations() -> None:
-    model = INMOBackbone(4, 4, 5, INMOConfig(num_layers=3, multimodal=False, dropout=0.0), seed=3)
+def _dense_inmo_reference(
+    model: INMOBackbone,
+    edges: list[tuple[int, int]],
+    user_templates: list[bool],
+    item_templates: list[bool],
+    alpha: float,
+    num_layers: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """INMO in dense float64, from the parameters alone: eq. 1 template aggregation
+    x_u = (|N_u ∩ I_tem| + 1)^-alpha sum_{i in N_u ∩ I_tem} (e_i + b_user) (and x_i from
+    template users with b_item), then LightGCN: the mean of layers 0..L of
+    D^-1/2 A D^-1/2 over the bipartite graph (duplicate edges once, isolated nodes zero)."""
+    e_u, e_i = model.user_emb.detach().double(), model.item_emb.detach().double()
+    b_user, b_item = model.user_bias.detach().double(), model.item_bias.detach().double()
+    num_users, num_items = e_u.shape[0], e_i.shape[0]
+    a = torch.zeros(num_users, num_items, dtype=torch.float64)
+    for u, i in edges:
+        a[u, i] = 1.0
+    to_items = a * torch.tensor(item_templates, dtype=torch.float64)[None, :]  # [U, I]
+    to_users = a.T * torch.tensor(user_templates, dtype=torch.float64)[None, :]  # [I, U]
+    x_u = (to_items @ (e_i + b_user)) * (to_items.sum(1, keepdim=True) + 1) ** -alpha
+    x_i = (to_users @ (e_u + b_item)) * (to_users.sum(1, keepdim=True) + 1) ** -alpha
+    n = num_users + num_items
+    adj = torch.zeros(n, n, dtype=torch.float64)
+    adj[:num_users, num_users:] = a
+    adj[num_users:, :num_users] = a.T
+    degree = adj.sum(1)
+    inv_sqrt = torch.where(degree > 0, degree.clamp(min=1) ** -0.5, torch.zeros_like(degree))
+    a_hat = inv_sqrt[:, None] * adj * inv_sqrt[None, :]
+    layer = torch.cat([x_u, x_i])
+    total = layer.clone()
+    for _ in range(num_layers):
+        layer = a_hat @ layer
+        total = total + layer
+    out = total / (num_layers + 1)
+    return out[:num_users], out[num_users:]
+
+
+@pytest.mark.parametrize("num_layers", [0, 1, 3])
+def test_represent_matches_dense_float64_reference(num_layers: int) -> None:
+    """represent() on a hand graph against eq. 1 + LightGCN recomputed densely in float64:
+    degree templates (half of the trained nodes), biases, an annealed alpha, a duplicate
+    edge, and at inference new edges of an unseen user (3) and an unseen item (3)."""
+    cfg = INMOConfig(
+        num_layers=num_layers,
+        multimodal=False,
+        template_ranking="degree",
+        template_ratio=0.5,
+        alpha_schedule="geometric",
+        alpha_start=0.5,
+        alpha_end=1.0,
+        alpha_decay=0.5,
+    )
+    model = INMOBackbone(4, 4, 3, cfg, seed=5)
+    with torch.no_grad():
+        model.user_bias.copy_(torch.tensor([0.3, -0.2, 0.1]))
+        model.item_bias.copy_(torch.tensor([-0.4, 0.25, 0.05]))
     model.prepare(TRAIN)
-    x = model.template_representations(TRAIN.edge_index)
-    expected = propagate(TRAIN.edge_index, x[:4], x[4:], 3, cache=AdjacencyCache())
-    got = model.represent(TRAIN)
-    torch.testing.assert_close(got[0], expected[0])
-    torch.testing.assert_close(got[1], expected[1])
+    model.set_epoch(1)  # alpha = 1 - (1 - 0.5) * 0.5^1
+    model.eval()
+    # templates by hand (degree, ties by index): users 0, 2 (2 edges); items 1 (3), 0 (1)
+    user_tem, item_tem = [True, False, True, False], [True, True, False, False]
+    train_edges = [(0, 0), (0, 1), (1, 1), (2, 1), (2, 2)]
+    new_edges = [(3, 1), (3, 0), (0, 3), (2, 3), (0, 1)]  # (0, 1) repeats a training edge
+    full = Graph(
+        torch.cat([TRAIN.edge_index, torch.tensor(new_edges).T], 1), num_users=4, num_items=4
+    )
+    for graph, edges in ((TRAIN, train_edges), (full, train_edges + new_edges)):
+        with torch.no_grad():
+            users, items = model.represent(graph)
+        ref_u, ref_i = _dense_inmo_reference(model, edges, user_tem, item_tem, 0.75, num_layers)
+        torch.testing.assert_close(users.double(), ref_u, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(items.double(), ref_i, rtol=1e-5, atol=1e-6)
+    assert ref_u[3].abs().sum() > 0 and ref_i[3].abs().sum() > 0  # the unseen nodes
 
 
 def test_alpha_is_annealed_from_start_to_end() -> None:

@@ -122,15 +122,74 @@ def test_perfect_epsilon_predictor_recovers_x0_with_ddim() -> None:
     assert torch.allclose(step.pred_original_sample, x0)
 
 
-def test_ddpm_step_record_and_per_sample_t() -> None:
-    schedule = NoiseSchedule.linear(10)
-    x0, x_t = torch.randn(4, 2), torch.randn(4, 2)
-    t = torch.tensor([0, 3, 5, 9])
-    out = ddpm_step(schedule, x0, t, x_t, torch.zeros(4, 2))
-    mean, _ = schedule.posterior_mean_variance(x0, x_t, t)
-    assert torch.allclose(out.prev_sample, mean)
-    assert out.pred_original_sample is x0
-    assert torch.allclose(out.prev_sample[0], x0[0])  # t = 0: the mean is x0
+def _posterior_reference(
+    betas: list[float], t: int, x0: torch.Tensor, x_t: torch.Tensor
+) -> tuple[torch.Tensor, float]:
+    """q(x_{t-1} | x_t, x0) in float64 straight from the betas (Ho et al. 2020, eq. 6-7):
+    mean = sqrt(abar_{t-1}) beta_t / (1 - abar_t) x0 + sqrt(alpha_t) (1 - abar_{t-1}) /
+    (1 - abar_t) x_t, variance = (1 - abar_{t-1}) / (1 - abar_t) beta_t, with abar_{-1} = 1."""
+    abar = math.prod(1.0 - b for b in betas[: t + 1])
+    abar_prev = math.prod(1.0 - b for b in betas[:t])  # empty product at t = 0: 1
+    beta_t, alpha_t = betas[t], 1.0 - betas[t]
+    coef_x0 = math.sqrt(abar_prev) * beta_t / (1.0 - abar)
+    coef_xt = math.sqrt(alpha_t) * (1.0 - abar_prev) / (1.0 - abar)
+    return coef_x0 * x0 + coef_xt * x_t, (1.0 - abar_prev) / (1.0 - abar) * beta_t
+
+
+BETAS = {
+    "linear": [1e-4 + (0.02 - 1e-4) * i / 9 for i in range(10)],  # MuSiC's schedule, T = 10
+    "steep": [0.05, 0.1, 0.2, 0.3, 0.45, 0.6],
+}
+
+
+@pytest.mark.parametrize("prediction", ["x0", "epsilon"])
+@pytest.mark.parametrize("name", list(BETAS))
+def test_ddpm_step_matches_float64_closed_form(name: str, prediction: str) -> None:
+    """x_{t-1} = posterior mean + sqrt(posterior variance) * noise, per-sample t, against
+    eq. 6-7 evaluated here in float64 from the betas (not through posterior_mean_variance)."""
+    betas = BETAS[name]
+    schedule = NoiseSchedule(torch.tensor(betas, dtype=torch.float64)).to(torch.float64)
+    gen = torch.Generator().manual_seed(7)
+    steps = len(betas)
+    t = torch.tensor([0, 1, steps // 2, steps - 2, steps - 1])
+    output, x_t, noise = (torch.randn(5, 3, generator=gen, dtype=torch.float64) for _ in range(3))
+    out = ddpm_step(schedule, output, t, x_t, noise, prediction=prediction)  # type: ignore[arg-type]
+    for row, step in enumerate(t.tolist()):
+        abar = math.prod(1.0 - b for b in betas[: step + 1])
+        x0 = (
+            output[row]
+            if prediction == "x0"  # eq. 4 solved for x0: (x_t - sqrt(1 - abar) eps) / sqrt(abar)
+            else (x_t[row] - math.sqrt(1.0 - abar) * output[row]) / math.sqrt(abar)
+        )
+        mean, variance = _posterior_reference(betas, step, x0, x_t[row])
+        expected = mean + math.sqrt(variance) * noise[row]
+        # the schedule's buffers are float32-rounded: agreement to ~1e-7 relative
+        torch.testing.assert_close(out.prev_sample[row], expected, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out.pred_original_sample[row], x0, rtol=1e-5, atol=1e-6)
+    # t = 0: the mean is x0 and the variance 0, whatever the noise
+    torch.testing.assert_close(out.prev_sample[0], out.pred_original_sample[0])
+    if prediction == "x0":
+        assert out.pred_original_sample is output
+
+
+@pytest.mark.parametrize("name", list(BETAS))
+def test_ddim_step_matches_float64_closed_form(name: str) -> None:
+    """eta = 0 DDIM (Song et al. eq. 12): sqrt(abar_{t-1}) x0 + sqrt(1 - abar_{t-1}) eps_hat,
+    eps_hat = (x_t - sqrt(abar_t) x0) / sqrt(1 - abar_t), in float64 from the betas."""
+    betas = BETAS[name]
+    schedule = NoiseSchedule(torch.tensor(betas, dtype=torch.float64)).to(torch.float64)
+    gen = torch.Generator().manual_seed(8)
+    t = torch.tensor([0, 1, len(betas) - 1])
+    x0, x_t = (torch.randn(3, 4, generator=gen, dtype=torch.float64) for _ in range(2))
+    out = ddim_step(schedule, x0, t, x_t)
+    for row, step in enumerate(t.tolist()):
+        abar = math.prod(1.0 - b for b in betas[: step + 1])
+        abar_prev = math.prod(1.0 - b for b in betas[:step])
+        eps = (x_t[row] - math.sqrt(abar) * x0[row]) / math.sqrt(1.0 - abar)
+        expected = math.sqrt(abar_prev) * x0[row] + math.sqrt(1.0 - abar_prev) * eps
+        # looser than the DDPM step: ddim_step forms 1 - abar_{t-1} from the float32-rounded
+        # abar_{t-1} (~1e-4 relative error where abar_{t-1} ~ 1, the linear schedule's start)
+        torch.testing.assert_close(out.prev_sample[row], expected, rtol=1e-4, atol=1e-4)
 
 
 def test_paper_schedule_terminal_snr_is_high_and_cosine_fixes_it() -> None:
