@@ -554,3 +554,80 @@ def test_serving_doc_table_is_rendered_from_the_benchmark_results() -> None:
     doc = (ROOT / "docs" / "serving.md").read_text(encoding="utf-8")
     assert module.render_block(results) in doc
     assert all(math.isfinite(row["users_per_s"]) for row in results["rows"])
+
+
+# --------------------------------------------------------------------------- in process
+
+
+def generatorless_bundle(root: Path) -> Path:
+    """A 3-user bundle without a generator (it serves known users only)."""
+    import torch
+
+    from cdr.config import config_to_toml, load_experiment
+    from cdr.serving.artifacts import ServingArtifacts, save_artifacts
+
+    run_dir = root / "no-generator"
+    run_dir.mkdir()
+    cfg = load_experiment(None, REGISTRY, [])
+    (run_dir / "config.toml").write_text(config_to_toml(cfg, REGISTRY))
+    art = ServingArtifacts(
+        user_ids=("a", "b", "c"),
+        source_item_ids=("s0", "s1"),
+        target_item_ids=("t0", "t1", "t2"),
+        source_users=torch.eye(3, 2),
+        target_users=torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.9]]),
+        source_items=torch.eye(2),
+        target_items=torch.tensor([[2.0, 0.0], [0.0, 2.0], [1.0, 1.5]]),
+        seen_user=torch.tensor([0]),
+        seen_item=torch.tensor([0]),
+    )
+    save_artifacts(run_dir, art)
+    return export_bundle(run_dir, root / "no-generator.cdr", REGISTRY)
+
+
+def test_bundle_without_generator_refuses_cold_start(tmp_path: Path) -> None:
+    from fastapi.testclient import TestClient
+
+    from cdr.serving.server import create_app, load_served
+
+    bundle = generatorless_bundle(tmp_path)
+    with TestClient(create_app(lambda: load_served(bundle, REGISTRY))) as http:
+        meta = http.get("/metadata").json()
+        assert meta["generator"] is None and meta["cold_start"] is False
+        known = http.post("/recommend", json={"users": ["c", "a"], "k": 2, "exclude_seen": True})
+        assert known.json()["results"][0]["items"] == [
+            {"item": "t2", "score": 2.35},
+            {"item": "t0", "score": 2.0},
+        ]
+        assert [i["item"] for i in known.json()["results"][1]["items"]] == ["t2", "t1"]
+        cold = http.post("/recommend/cold", json={"history": ["s0"]})
+        assert cold.status_code == 400 and "no generator" in cold.json()["message"]
+
+
+def test_library_errors_are_json_4xx_or_500(
+    served: Served, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check only the library makes is a 400 (InputError) or 500, as JSON, never a crash."""
+    from fastapi.testclient import TestClient
+
+    from cdr.errors import BundleError
+    from cdr.serving import server as server_module
+
+    failures: list[Exception] = [
+        InputError("k must be a positive integer, got 0"),
+        BundleError("model.cdr: non-finite scores for user 'u1'"),
+        RuntimeError("a bug"),
+    ]
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        raise failures.pop(0)
+
+    monkeypatch.setattr(server_module, "_known", failing)
+    app = server_module.create_app(lambda: server_module.load_served(served.bundle, REGISTRY))
+    user = served.model.user_ids[0]
+    with TestClient(app, raise_server_exceptions=False) as http:
+        answers = [http.post("/recommend", json={"users": [user]}) for _ in range(3)]
+    assert [a.status_code for a in answers] == [400, 500, 500]
+    assert answers[0].json()["message"] == "k must be a positive integer, got 0"
+    assert "non-finite scores" in answers[1].json()["message"]
+    assert answers[2].json()["message"] == "POST /recommend: internal error (see the server log)"

@@ -50,7 +50,7 @@ from cdr.registry import Registry
 from cdr.serving.bundle import Recommendation, Recommender
 from cdr.serving.history import MAX_HISTORY_BYTES, MAX_RATING, SHAPES, History, parse_history
 from cdr.serving.history import show as show_id
-from cdr.serving.schema import FORMAT, META, parse_meta, read_members
+from cdr.serving.schema import FORMAT, META, one_line, parse_meta, read_members
 
 __all__ = [
     "API_VERSION",
@@ -386,6 +386,21 @@ def _install_error_handlers(app: FastAPI) -> None:
         errors = [{"field": None, "message": message, "type": "http"}]
         return _error(exc.status_code, message, None, errors)
 
+    @app.exception_handler(CdrError)
+    async def _cdr(request: Request, exc: CdrError) -> Response:
+        # checks of the library that the request models do not repeat: a bad input is the
+        # client's (400); anything else (e.g. a bundle whose scores overflow) is the server's
+        status = 400 if isinstance(exc, InputError) else 500
+        message = one_line(exc, limit=1000)
+        errors = [{"field": None, "message": message, "type": type(exc).__name__}]
+        return _error(status, message, None, errors)
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> Response:
+        message = f"{request.method} {request.url.path}: internal error (see the server log)"
+        errors = [{"field": None, "message": message, "type": "internal"}]
+        return _error(500, message, None, errors)
+
 
 class BodyLimit:
     """ASGI middleware: a request body over ``limit`` bytes is answered 413 (read no further).
@@ -553,12 +568,9 @@ def create_app(load: Callable[[], Served], threads: int | None = None) -> FastAP
         if model.generator is None:
             raise ApiError(400, "this bundle has no generator: it cannot serve cold-start users")
         loop = asyncio.get_running_loop()
-        try:
-            content = await loop.run_in_executor(
-                request.app.state.executor, _cold, model, body.user, history, body.k, body.seed
-            )
-        except InputError as exc:
-            raise ApiError(400, str(exc)) from None
+        content = await loop.run_in_executor(
+            request.app.state.executor, _cold, model, body.user, history, body.k, body.seed
+        )
         return Response(content, media_type="application/json")
 
     @app.get("/health", response_model=Health, summary="Liveness: the model is loaded")
