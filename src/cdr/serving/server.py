@@ -13,8 +13,9 @@ Results are exactly ``Recommendation.to_json()`` (what ``cdr recommend`` prints)
 body ``{"status", "message", "field", "errors"}`` whose message starts with the field it is
 about: 422 for a request that does not fit the schema (types, ranges, missing or unknown
 fields, a malformed history), 404 for an unknown user or auxiliary item id, 400 for a body
-that cannot be parsed or a cold-start request to a bundle without a generator, 413 for a body
-over ``MAX_BODY_BYTES``.
+that cannot be parsed, a cold-start request to a bundle without a generator or an
+``InputError`` of the library, 413 for a body over ``MAX_BODY_BYTES``, 500 (JSON too) for
+another ``CdrError`` (a bundle whose scores overflow) or a bug.
 
 The model is loaded once per worker process (the app's lifespan). All scoring runs on one
 thread per worker (torch uses ``threads`` cores for it), off the event loop, so /health
