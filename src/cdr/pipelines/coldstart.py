@@ -42,11 +42,10 @@ from cdr.evaluation.references import (
     RATING_REFERENCES,
     cold_start_references,
 )
-from cdr.evaluation.results import write_results
 from cdr.generators.base import GeneratorBase
 from cdr.interfaces import Entity, Scorer
 from cdr.pipelines.coldstart_eval import evaluate_cold_users
-from cdr.pipelines.context import RunContext, RunState, require
+from cdr.pipelines.context import RunContext, RunState, require, write_outputs
 from cdr.pipelines.generation import (
     BUILD,
     RUNNER,
@@ -59,7 +58,6 @@ from cdr.pipelines.generation import (
 )
 from cdr.progress import Reporter
 from cdr.protocols import ProtocolSpec, StageSpec
-from cdr.runs import write_json
 from cdr.scorers.dot import DotScorer
 from cdr.seeding import derive_seed
 from cdr.training.loop import Budget, Stage, fit
@@ -331,12 +329,6 @@ def outputs(ctx: RunContext, state: RunState) -> RunState:
     return state
 
 
-def write_outputs(ctx: RunContext, state: RunState) -> None:
-    """The one per-run output format of every protocol: ``metrics.json`` (non-finite values
-    as null), ``per_user.parquet`` (one row per slice and user), ``notes.json``."""
-    write_results(ctx.run_dir, state.metrics, state.per_user)
-    if state.notes:
-        write_json(ctx.run_dir / "notes.json", {"notes": list(state.notes)})
 
 
 FEATURES = StageSpec("features", features, needs=("split",), gives=("features", "visible"))

@@ -46,8 +46,7 @@ from cdr.pipelines.backbone_model import DOMAINS, DomainData, InductiveModel, do
 from cdr.pipelines.coldstart import OUTPUTS as COLD_OUTPUTS
 from cdr.pipelines.coldstart import REFERENCES as COLD_REFERENCES
 from cdr.pipelines.coldstart import TEST as COLD_TEST
-from cdr.pipelines.coldstart import write_outputs
-from cdr.pipelines.context import RunContext, RunState, require
+from cdr.pipelines.context import WRITE, RunContext, RunState, require
 from cdr.pipelines.generation import (
     BUILD,
     RUNNER,
@@ -273,11 +272,6 @@ def generated_test(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics, per_user={**state.per_user, **generated})
 
 
-def composed_outputs(ctx: RunContext, state: RunState) -> RunState:
-    write_outputs(ctx, state)
-    return state
-
-
 inductive_protocol = ProtocolSpec(
     name="composed-inductive",
     split_kind="inductive",
@@ -304,7 +298,7 @@ inductive_protocol = ProtocolSpec(
         overlapping_users("ndcg"),
         StageSpec("generated test", generated_test, needs=("runner", "reps", "space")),
         INDUCTIVE_REFERENCES,
-        StageSpec("outputs", composed_outputs),
+        WRITE,
     ),
     summary="graph backbones feed a generator; unseen target users get generated vectors",
     masked_at_validation=("train",),

@@ -25,9 +25,10 @@ from cdr.data.store import load_dataset
 from cdr.device import resolve_device
 from cdr.errors import CompositionError
 from cdr.evaluation.ranking import RankingResult
+from cdr.evaluation.results import write_results
 from cdr.interfaces import Generator, GraphBackbone, Scorer
 from cdr.progress import Reporter, null_reporter
-from cdr.protocols import ProtocolSpec
+from cdr.protocols import ProtocolSpec, StageSpec
 from cdr.registry import Registry
 from cdr.runs import CHECKPOINTS, write_json
 from cdr.seeding import seed_everything
@@ -154,3 +155,16 @@ def run_protocol(
     for stage in protocol.stages:
         state = stage.run(ctx, state)
     return state.metrics
+
+
+def write_outputs(ctx: RunContext, state: RunState) -> RunState:
+    """The one per-run output format of every protocol: ``metrics.json`` (non-finite values
+    as null), ``per_user.parquet`` (one row per slice and user), ``notes.json``."""
+    write_results(ctx.run_dir, state.metrics, state.per_user)
+    if state.notes:
+        write_json(ctx.run_dir / "notes.json", {"notes": list(state.notes)})
+    return state
+
+
+#: the outputs stage of protocols that save no serving artifacts
+WRITE = StageSpec("outputs", write_outputs)

@@ -38,8 +38,7 @@ from cdr.pipelines.backbone_model import (
     score_fn,
 )
 from cdr.pipelines.backbone_training import train_backbones
-from cdr.pipelines.coldstart import write_outputs
-from cdr.pipelines.context import RunContext, RunState, require
+from cdr.pipelines.context import RunContext, RunState, require, write_outputs
 from cdr.protocols import ProtocolSpec, StageSpec
 from cdr.seeding import derive_seed
 

@@ -21,8 +21,7 @@ from cdr.evaluation.ranking import evaluate_ranking
 from cdr.evaluation.references import PREFIX, popularity
 from cdr.interfaces import Graph
 from cdr.pipelines.backbone_model import DomainData, InductiveModel, score_fn
-from cdr.pipelines.coldstart import write_outputs
-from cdr.pipelines.context import RunContext, RunState, require
+from cdr.pipelines.context import WRITE, RunContext, RunState, require
 from cdr.pipelines.inductive import train_graphs
 from cdr.protocols import ProtocolSpec, StageSpec
 
@@ -81,11 +80,6 @@ def references(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics)
 
 
-def outputs(ctx: RunContext, state: RunState) -> RunState:
-    write_outputs(ctx, state)
-    return state
-
-
 protocol = ProtocolSpec(
     name="single-domain",
     split_kind="single-domain",
@@ -96,7 +90,7 @@ protocol = ProtocolSpec(
         StageSpec("backbone", backbone, needs=("split",), gives=("graphs", "model", "scorer")),
         StageSpec("test", test, needs=("model", "scorer", "graphs")),
         StageSpec("references", references),
-        StageSpec("outputs", outputs),
+        WRITE,
     ),
     summary="one backbone on the target domain alone; train and validation masked at test",
     masked_at_validation=("train",),
