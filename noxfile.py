@@ -27,12 +27,27 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def benchmarks(session: nox.Session) -> None:
-    """Run the pytest-benchmark suites in benchmarks/."""
+    """Run the benchmark suites in benchmarks/, record benchmarks/results/cpu.json and
+    regenerate docs/benchmarks.md from it (pass pytest options after --; ``-- --quick``
+    runs only the ratio assertions and records nothing)."""
     install(session)
     session.env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
-    session.run(
-        "pytest", "benchmarks", "--benchmark-only", "-p", "no:cacheprovider", *session.posargs
-    )
+    quick = "--quick" in session.posargs
+    record = [] if quick else ["--bench-json", "benchmarks/results/cpu.json"]
+    session.run("pytest", "benchmarks", "-p", "no:cacheprovider", *record, *session.posargs)
+    if not quick:
+        session.run("python", "tools/benchmark_table.py")
+
+
+@nox.session
+def mutants(session: nox.Session) -> None:
+    """Mutation testing (mutmut 3) of the core math and protocol modules, one bounded run per
+    module group in a scratch copy under .nox/mutants; pass group names after -- (see
+    ``python tools/mutants.py --list``); scores and survivors: docs/testing.md."""
+    install(session)
+    session.install("mutmut>=3.8,<4")
+    session.env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+    session.run("python", "tools/mutants.py", *session.posargs)
 
 
 @nox.session

@@ -1,0 +1,328 @@
+"""Mutation testing of the core math and protocol modules, one bounded mutmut run per module.
+
+Each module group is mutated in its own scratch copy of the tree (``.nox/mutants/<group>``,
+git-ignored; ``src/`` is never touched in place), with only the fast tests of that module, so
+one group finishes in minutes and a full run stays well under two hours on 2 CPU cores.
+
+    python tools/mutants.py                    # every group, smallest first
+    python tools/mutants.py metrics training   # some groups
+    python tools/mutants.py --list             # the groups, their files and tests
+    python tools/mutants.py --report           # re-print the last results (no run)
+
+``nox -s mutants`` runs it (pass group names after ``--``). Per group it writes
+``.nox/mutants/<group>/summary.json`` (counts, score, surviving mutants) and at the end prints
+a Markdown table of the scores plus the survivors; ``mutmut show <name>`` inside
+``.nox/mutants/<group>`` shows a mutant's diff.
+
+Score = killed / (killed + survived + no tests + suspicious); timeouts count as killed (the
+mutant made a test hang, which a test run notices).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+WORK = ROOT / ".nox" / "mutants"
+
+#: group -> (files to mutate, relative to the root; the tests that cover them). Smallest first.
+GROUPS: dict[str, tuple[list[str], list[str]]] = {
+    "metrics": (["src/cdr/metrics/*"], ["tests/metrics"]),
+    "infonce": (["src/cdr/aligners/infonce.py"], ["tests/aligners"]),
+    "evaluation": (
+        [
+            "src/cdr/evaluation/ranking.py",
+            "src/cdr/evaluation/inductive.py",
+            "src/cdr/evaluation/rating.py",
+        ],
+        [
+            "tests/evaluation/test_ranking.py",
+            "tests/evaluation/test_inductive.py",
+            "tests/evaluation/test_rating.py",
+        ],
+    ),
+    "splits": (
+        ["src/cdr/data/splits.py"],
+        ["tests/data/test_splits.py", "tests/data/test_split_fractions.py"],
+    ),
+    "training": (
+        [
+            "src/cdr/training/early_stopping.py",
+            "src/cdr/training/checkpoint.py",
+            "src/cdr/training/loop.py",
+        ],
+        ["tests/training"],
+    ),
+    "ddpm": (
+        ["src/cdr/generators/ddpm.py"],
+        ["tests/generators/test_ddpm.py", "tests/generators/test_ddpm_timesteps.py"],
+    ),
+    "backbones": (
+        [
+            "src/cdr/backbones/templates.py",
+            "src/cdr/backbones/adjacency.py",
+            "src/cdr/backbones/lightgcn.py",
+            "src/cdr/backbones/sgl.py",
+            "src/cdr/backbones/inmo.py",
+        ],
+        ["tests/backbones"],
+    ),
+}
+
+#: mutmut exit codes (mutmut.utils) -> status; see ``mutmut results --all``.
+KILLED = {"killed", "timeout", "caught by type check", "segfault"}
+COUNTED = KILLED | {"survived", "no tests", "suspicious"}
+
+
+def setup_cfg(files: list[str], tests: list[str]) -> str:
+    def block(values: list[str]) -> str:
+        return "\n" + "\n".join(f"    {v}" for v in values)
+
+    return (
+        "[mutmut]\n"
+        "source_paths = src\n"
+        f"only_mutate ={block(files)}\n"
+        f"pytest_add_cli_args_test_selection ={block(tests)}\n"
+        # -p no:cacheprovider: nothing written into the copy; -W: warnings stay warnings
+        "pytest_add_cli_args =\n    -p\n    no:cacheprovider\n"
+        # torch is not fork-safe after its thread pools started: fork from a clean server
+        "process_isolation = forkserver\n"
+        "use_git_change_detection = false\n"
+    )
+
+
+def prepare(group: str, fresh: bool, rev: str | None, work: Path) -> Path:
+    """A scratch copy of src/, tests/ and pyproject.toml: the working tree's, or ``rev``'s."""
+    files, tests = GROUPS[group]
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    names = ("src", "tests", "pyproject.toml")
+    for name in names:
+        if (work / name).is_dir():
+            shutil.rmtree(work / name)
+    if rev is None:
+        ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+        for name in names[:2]:
+            shutil.copytree(ROOT / name, work / name, ignore=ignore)
+        shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+    else:  # e.g. the commit before new tests, for a "before" score
+        archive = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", rev, *names], check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(work)], input=archive, check=True)
+    (work / "setup.cfg").write_text(setup_cfg(files, tests))
+    return work
+
+
+def mutmut(work: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ)
+    # one thread per test process: the workers already use every core
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", HF_HUB_OFFLINE="1")
+    env.update(TRANSFORMERS_OFFLINE="1", PYTHONHASHSEED="0")
+    return subprocess.run(
+        [sys.executable, "-m", "mutmut", *args],
+        cwd=work,
+        env=env,
+        check=check,
+        text=True,
+        capture_output=True,
+    )
+
+
+DIFFS = """
+import json, sys
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+print(json.dumps({name: get_diff_for_mutant(name) for name in json.load(sys.stdin)}))
+"""
+
+#: (category, pattern on the changed lines, reason). First match wins; see ``classify``.
+RULES: list[tuple[str, str, str]] = [
+    (
+        "message",
+        r"raise \w+\(|^[-+]\s+f?\"",
+        "error-message wording only; the exception type and its condition are tested",
+    ),
+    (
+        "device",
+        r"device=None|device=\w+(\.\w+)*,? ?\)",
+        "device argument dropped or None: identical on CPU, the suite's only device",
+    ),
+    (
+        "batching",
+        r"batch_size|chunk_size|sample_chunk|capacity",
+        "batching/caching size only: rows are independent, results identical",
+    ),
+    (
+        "dtype",
+        r"dtype=None|\.to\(None\)|dtype=\w+(\.\w+)*,? ?\)",
+        "dtype dropped: float32 instead of float64 for an intermediate, agreement to ~1e-7",
+    ),
+]
+
+
+def changed_lines(diff: str) -> tuple[list[str], list[str]]:
+    lines = diff.splitlines()[2:]
+    return (
+        [ln for ln in lines if ln.startswith("-")],
+        [ln for ln in lines if ln.startswith("+")],
+    )
+
+
+def classify(diff: str) -> tuple[str, str]:
+    """A survivor's category and reason from its diff ('unexplained' when no rule fits)."""
+    import re
+
+    removed, added = changed_lines(diff)
+    text = "\n".join(removed + added)
+    for category, pattern, reason in RULES:
+        if category == "device":
+            if (any("device" in ln for ln in removed) and not any(
+                re.search(r"device=\w", ln) for ln in added if "device=None" not in ln
+            )) or "device=None" in text:
+                return category, reason
+            continue
+        if category == "dtype":
+            hit = "dtype=None" in text or ".to(None)" in text or (
+                any("dtype=" in ln for ln in removed) and not any("dtype=" in ln for ln in added)
+            )
+            if hit:
+                return category, reason
+            continue
+        if re.search(pattern, text, flags=re.M):
+            if category == "message" and not all(
+                "raise" in ln or ln.lstrip("-+ ").startswith(('"', 'f"')) for ln in removed
+            ):
+                continue
+            return category, reason
+    return "unexplained", ""
+
+
+def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
+    if not names:
+        return {}
+    result = subprocess.run(
+        [sys.executable, "-c", DIFFS],
+        cwd=work,
+        input=json.dumps(names),
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    diffs: dict[str, str] = json.loads(result.stdout)
+    return diffs
+
+
+def summarize(group: str, work: Path, seconds: float | None) -> dict[str, object]:
+    out = mutmut(work, "results", "--all", "true").stdout
+    statuses: dict[str, str] = {}
+    for line in out.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            statuses[name] = status
+    counts: dict[str, int] = {}
+    for status in statuses.values():
+        counts[status] = counts.get(status, 0) + 1
+    counted = sum(counts.get(s, 0) for s in COUNTED)
+    killed = sum(counts.get(s, 0) for s in KILLED)
+    previous = work / "summary.json"
+    if seconds is None and previous.exists():
+        seconds = json.loads(previous.read_text()).get("seconds")
+    survivors = sorted(n for n, s in statuses.items() if s not in KILLED and s in COUNTED)
+    diffs = survivor_diffs(work, survivors)
+    details = {}
+    for name in survivors:
+        category, reason = classify(diffs.get(name, ""))
+        removed, added = changed_lines(diffs.get(name, ""))
+        details[name] = {
+            "status": statuses[name],
+            "category": category,
+            "reason": reason,
+            "removed": [ln[1:].strip() for ln in removed],
+            "added": [ln[1:].strip() for ln in added],
+        }
+    summary: dict[str, object] = {
+        "group": group,
+        "files": GROUPS[group][0],
+        "tests": GROUPS[group][1],
+        "counts": counts,
+        "mutants": len(statuses),
+        "score": round(100 * killed / counted, 1) if counted else None,
+        "survivors": details,
+        "seconds": None if seconds is None else round(seconds),
+    }
+    previous.write_text(json.dumps(summary, indent=2) + "\n")
+    return summary
+
+
+def table(summaries: list[dict[str, object]]) -> str:
+    lines = [
+        "| group | mutants | killed | survived | no tests | timeout | score | time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summaries:
+        c: dict[str, int] = s["counts"]  # type: ignore[assignment]
+        lines.append(
+            f"| {s['group']} | {s['mutants']} | {c.get('killed', 0)} | {c.get('survived', 0)} "
+            f"| {c.get('no tests', 0)} | {c.get('timeout', 0)} | {s['score']}% "
+            f"| {s['seconds']} s |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("groups", nargs="*", help=f"default: all ({', '.join(GROUPS)})")
+    parser.add_argument("--list", action="store_true", help="print the groups and exit")
+    parser.add_argument("--report", action="store_true", help="summarize earlier runs only")
+    parser.add_argument("--resume", action="store_true", help="keep earlier mutmut results")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--rev", help="mutate and test this git revision instead of the tree")
+    parser.add_argument("--work", type=Path, default=WORK, help=f"scratch root ({WORK})")
+    args = parser.parse_args(argv)
+    unknown = [g for g in args.groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    groups = args.groups or list(GROUPS)
+    if args.list:
+        for g in groups:
+            print(f"{g}: {' '.join(GROUPS[g][0])}  <-  {' '.join(GROUPS[g][1])}")
+        return 0
+    summaries = []
+    for group in groups:
+        work = args.work / group
+        seconds = None
+        if not args.report:
+            prepare(group, not args.resume, args.rev, work)
+            print(f"== {group}: mutating {' '.join(GROUPS[group][0])}", flush=True)
+            start = time.perf_counter()
+            result = mutmut(work, "run", "--max-children", str(args.max_children), check=False)
+            seconds = time.perf_counter() - start
+            (work / "mutmut-run.log").write_text(result.stdout + result.stderr)
+            if result.returncode != 0:
+                print(result.stdout[-3000:], result.stderr[-3000:], sep="\n")
+                print(f"== {group}: mutmut run failed (exit {result.returncode})")
+                return result.returncode
+        elif not (work / "mutants").exists():
+            print(f"== {group}: not run yet")
+            continue
+        summary = summarize(group, work, seconds)
+        summaries.append(summary)
+        print(f"== {group}: score {summary['score']}% of {summary['mutants']} mutants "
+              f"in {summary['seconds']} s", flush=True)
+    print(table(summaries))
+    for s in summaries:
+        for name in s["survivors"]:  # type: ignore[attr-defined]
+            print(f"  {s['group']}: {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
