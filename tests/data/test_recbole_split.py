@@ -169,11 +169,19 @@ def test_fixed_protocol_masks_train_and_validation_at_test(
     monkeypatch.setattr(single_domain, "evaluate_ranking", spy)
     cfg = load_experiment(None, registry, fixed(tmp_path / "bench", "hand"))
     run_experiment(cfg, registry, run_dir=tmp_path / "run")
-    split, _ = _split(fixed(tmp_path / "bench", "hand"), registry)
+    _, dataset = _split(fixed(tmp_path / "bench", "hand"), registry)
     relevant, exclude = captured[0]
-    assert relevant.edge_index.tolist() == split.test.edge_index.tolist()
-    assert exclude.edge_index.tolist() == Interactions.concat(
-        [split.train, split.val]).edge_index.tolist()
+
+    def pairs(inter: Interactions) -> list[tuple[str, str]]:
+        return [(dataset.user_ids[u], dataset.target.item_ids[i])
+                for u, i in zip(inter.user.tolist(), inter.item.tolist(), strict=True)]
+
+    def lines(*parts: str) -> list[tuple[str, str]]:
+        return [tuple(line.split("\t")[:2]) for part in parts for line in HAND[part]]
+
+    # the test file's edges are ranked; the train and valid files' edges are masked
+    assert pairs(relevant) == lines("test")
+    assert pairs(exclude) == lines("train", "valid")
 
 
 def test_missing_files_and_wrong_dataset_are_one_line_errors(

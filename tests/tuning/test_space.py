@@ -154,3 +154,16 @@ def test_literals_read_back_as_the_same_value() -> None:
     assert literal(1e-05) == "1e-05"
     data = apply_overrides({}, [f"x={literal(3.5e-7)}", f"y={literal('a b')}"])
     assert data == {"x": 3.5e-7, "y": "a b"}
+
+
+def test_a_kind_is_applied_before_the_keys_of_its_table() -> None:
+    # no condition orders them: the file has steps first, yet the kind must come first
+    # (setting a kind resets its table, which would drop steps)
+    space = space_from_text('[params."generator.steps"]\ntype = "int"\nlow = 2\nhigh = 9\n'
+                            '[params."generator.kind"]\nchoices = ["ddpm", "diffcdr"]\n')
+    assert [p.key for p in space.params] == ["generator.steps", "generator.kind"]
+    overrides = suggest(space, FixedTrial({"generator.steps": 7, "generator.kind": "diffcdr"}),
+                        default_data())
+    assert overrides == ['generator.kind="diffcdr"', "generator.steps=7"]
+    cfg = structure_experiment(apply_overrides(default_data(), overrides), Registry())
+    assert cfg.generator.kind == "diffcdr" and cfg.generator.steps == 7  # type: ignore[attr-defined]

@@ -168,6 +168,8 @@ def test_a_killed_study_resumes_without_repeating_finished_trials(
     work(s, 0)
     trials = study.get_trials()
     assert counts(study) == (5, 0, 0)
+    # five trials ran to the end: the killed one counts once, as its retry
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 5
     assert trials[2].state == TrialState.FAIL
     retry = next(t for t in trials if t.system_attrs.get("failed_trial") == 2)
     # same parameters, the same run directory continued after its last checkpoint
