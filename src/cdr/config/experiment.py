@@ -22,6 +22,7 @@ from cdr.config.validators import (
     fractions,
     in_range,
     non_negative,
+    one_of,
     plain_name,
     positive,
 )
@@ -81,6 +82,19 @@ class TrainerConfig:
 
 
 @attrs.frozen
+class HeadsConfig:
+    """The projection heads of the cold-start protocol's feature module (MuSiC 3.2):
+    activation tanh (MuSiC), relu, softmax (its Fig. 4 study) or none; hidden width;
+    dropout while fitting them (stage 0)."""
+
+    activation: str = attrs.field(
+        default="tanh", validator=one_of(("tanh", "relu", "softmax", "none"))
+    )
+    hidden: int = attrs.field(default=128, validator=positive)
+    dropout: float = attrs.field(default=0.1, validator=in_range(0.0, 1.0, high_open=True))
+
+
+@attrs.frozen
 class EvaluationConfig:
     """Cut-offs for ranking metrics."""
 
@@ -101,6 +115,7 @@ class ExperimentConfig:
     scorer: ScorerConfig
     split: SplitConfig = SplitConfig()
     trainer: TrainerConfig = TrainerConfig()
+    heads: HeadsConfig = HeadsConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     name: str = attrs.field(default="experiment", validator=plain_name)
     seed: int = attrs.field(default=0, validator=non_negative)

@@ -2,7 +2,7 @@
 
 Two linear layers, each followed by the activation. MuSiC uses ``tanh`` (outputs bounded in
 [-1, 1], signs kept); ``relu`` and ``softmax`` reproduce its activation analysis (sec. 4.4.2,
-fig. 4). Paper sizes: hidden 128, output 32.
+fig. 4); ``none`` is a linear head. Paper sizes: hidden 128, output 32.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ ACTIVATIONS: dict[str, Callable[[Tensor], Tensor]] = {
     "tanh": torch.tanh,
     "relu": torch.relu,
     "softmax": lambda x: torch.softmax(x, dim=-1),
+    "none": lambda x: x,
 }
 
 

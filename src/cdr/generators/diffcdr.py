@@ -51,7 +51,8 @@ def _build(config: DiffCDRConfig, ctx: BuildContext) -> DiffCDRGenerator:
         else NoiseSchedule.linear(config.steps)
     )
     denoiser = MLPDenoiser(ctx.dim, ctx.in_dim, config.hidden, 2, config.time_dim)
-    traits = GeneratorTraits(joint_weight=config.joint_weight)
+    # sampling starts from the noised condition: it must be a point of the target space
+    traits = GeneratorTraits(joint_weight=config.joint_weight, shared_user_space=True)
     generator = DiffCDRGenerator(schedule, denoiser, ctx.dim, prediction="epsilon", traits=traits)
     return generator.to(ctx.device)
 

@@ -12,7 +12,7 @@ from torch import Tensor
 from cdr.components import BuildContext, Component, GeneratorConfig
 from cdr.errors import CompositionError
 from cdr.generators.base import GeneratorBase
-from cdr.interfaces import History
+from cdr.interfaces import GeneratorTraits, History
 
 
 @attrs.frozen
@@ -21,7 +21,12 @@ class IdentityConfig(GeneratorConfig):
 
 
 class IdentityGenerator(GeneratorBase):
-    """target = condition. Requires equal auxiliary and target widths."""
+    """target = condition. Requires equal auxiliary and target widths, and one user space
+    for both domains (``shared_user_space``): otherwise an auxiliary vector is no target
+    vector."""
+
+    def __init__(self) -> None:
+        super().__init__(GeneratorTraits(shared_user_space=True))
 
     def loss(
         self, target: Tensor, condition: Tensor | None, history: History | None = None

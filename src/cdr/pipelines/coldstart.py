@@ -2,11 +2,15 @@
 
 Stages (MuSiC sections 3.2-3.5; see docs/music.md for the design choices):
 
-0. Target space (feature extraction module, 3.2): projection heads for items and users
-   (one user head shared by both domains, as the paper uses one user encoder) are fitted
-   so that <f_u^T, f_v^T> predicts the target ratings (eq. 8) of side and training users.
-   Model selection on a 10% hold-out of those ratings. The heads are then frozen: x0 =
-   f_u^T (target vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
+0. Target space (feature extraction module, 3.2): projection heads (``heads`` config:
+   activation, hidden width, dropout) map each domain's item and user features into a
+   space where <f_u, f_v> predicts that domain's ratings (eq. 8 + MSE): target heads on the
+   target ratings of side and training users, auxiliary heads on the auxiliary ratings (one
+   batch of each per step). A head is never applied to another domain's features (their
+   bases differ: the ``id`` encoder's SVDs are per domain); a generator that shares the
+   user space (CMF, identity, DiffCDR) gets one user head for both domains. Model selection
+   on a 10% hold-out of the target ratings. The heads are then frozen: x0 = f_u^T (target
+   vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
 1. Side users (eq. 11): the generator's unconditional loss on side users' x0, when the
    generator's ``traits.side_users`` (ddpm: the config's ``side_users``; "w/o side" = false).
 2. Overlapping training users (eq. 12-13): lambda * generator loss + (1 - lambda) * MSE of
@@ -30,12 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdr.config.experiment import ExperimentConfig
+from cdr.config.experiment import ExperimentConfig, HeadsConfig
 from cdr.data.records import CrossDomainDataset, Domain, Interactions
 from cdr.data.splits import ColdStartSplit, cold_start_split
 from cdr.encoders.features import compute_features
 from cdr.encoders.projection import ProjectionHead
-from cdr.errors import SplitError
+from cdr.errors import CompositionError, SplitError
 from cdr.evaluation.references import (
     PREFIX,
     RANKING_REFERENCES,
@@ -64,8 +68,6 @@ from cdr.training.loop import Budget, Stage, fit
 
 __all__ = ["TargetSpace", "fit_target_space", "protocol", "save_space_serving"]
 
-#: width of the projection heads' hidden layer (MuSiC 4.1.4)
-HEAD_HIDDEN = 128
 #: stage 0 batches are ratings, not users: this many times trainer.batch_size
 RATING_BATCH_FACTOR = 16
 
@@ -95,40 +97,89 @@ def _holdout(inter: Interactions, fraction: float, seed: int) -> tuple[Interacti
 
 
 class FeatureHeads(nn.Module):
-    """Item and (shared) user projection heads of MuSiC 3.2."""
+    """The projection heads of MuSiC 3.2, one per domain and entity.
 
-    def __init__(self, item_dim: int, user_dim: int, dim: int, dropout: float) -> None:
+    Each domain's features have their own basis (the ``id`` encoder's SVDs are computed per
+    domain; content encoders may differ per domain too), so a head fitted on one domain's
+    ratings is never applied to the other's features: ``item``/``user`` map the target
+    domain, ``source_item``/``source_user`` the auxiliary one. With ``shared_user`` (a
+    generator whose traits share the user space: CMF, identity) one user head serves both
+    domains and is fitted on both domains' ratings.
+    """
+
+    def __init__(
+        self,
+        item_dims: tuple[int, int],
+        user_dims: tuple[int, int],
+        dim: int,
+        heads: HeadsConfig,
+        shared_user: bool,
+    ) -> None:
         super().__init__()
-        self.item = ProjectionHead(item_dim, HEAD_HIDDEN, dim, "tanh", dropout)
-        self.user = ProjectionHead(user_dim, HEAD_HIDDEN, dim, "tanh", dropout)
+
+        def head(in_dim: int) -> ProjectionHead:
+            return ProjectionHead(in_dim, heads.hidden, dim, heads.activation, heads.dropout)
+
+        self.item = head(item_dims[0])
+        self.source_item = head(item_dims[1])
+        self.user = head(user_dims[0])
+        if shared_user and user_dims[0] != user_dims[1]:
+            raise CompositionError(
+                f"generator shares the user space, but the user features differ in width "
+                f"({user_dims[0]} target, {user_dims[1]} auxiliary)"
+            )
+        self.source_user = self.user if shared_user else head(user_dims[1])
 
 
 def fit_target_space(
     cfg: ExperimentConfig,
     raw: dict[str, Tensor],
     ratings: Interactions,
+    source_ratings: Interactions,
     shared_ratings: Interactions | None,
     device: torch.device,
     reporter: Reporter,
     checkpoints: Path | None = None,
 ) -> tuple[TargetSpace, dict[str, float]]:
-    """Stage 0: fit the heads on target ratings (eq. 8 + MSE); return frozen vectors.
+    """Stage 0: fit the heads on ratings (eq. 8 + MSE); return frozen vectors.
 
-    raw: "item", "source_item" [I, F_i], "target_user", "source_user" [U, F_u];
-    shared_ratings: target ratings to be explained from *auxiliary* user features too (CMF).
+    raw: "item" [I_t, F], "source_item" [I_s, F'], "target_user", "source_user" [U, F_u];
+    ratings: target ratings training may see (selection on a 10% hold-out of them);
+    source_ratings: the auxiliary domain's ratings (they fit the auxiliary heads: a batch of
+    them with every target batch); shared_ratings (a shared user space, CMF): target ratings
+    to be explained from *auxiliary* user features too.
     """
     trainer = cfg.trainer
-    heads = FeatureHeads(raw["item"].shape[1], raw["target_user"].shape[1], trainer.dim, 0.1)
+    shared_user = shared_ratings is not None
+    heads = FeatureHeads(
+        (raw["item"].shape[1], raw["source_item"].shape[1]),
+        (raw["target_user"].shape[1], raw["source_user"].shape[1]),
+        trainer.dim,
+        cfg.heads,
+        shared_user,
+    )
     heads.to(device)
     train, held = _holdout(ratings, 0.1, derive_seed(cfg.seed, "stage0-holdout"))
     train, held = _to(train, device), _to(held, device)
+    source = _to(source_ratings, device)
     shared = _to(shared_ratings, device) if shared_ratings is not None else None
     batch = trainer.batch_size * RATING_BATCH_FACTOR
     gen = torch.Generator().manual_seed(derive_seed(cfg.seed, "stage0"))
     items, users = raw["item"], raw["target_user"]
 
     def predict(inter: Interactions, user_raw: Tensor) -> Tensor:
-        return (heads.user(user_raw[inter.user]) * heads.item(items[inter.item])).sum(-1)
+        """Target ratings: the target item head, and the user head for ``user_raw``."""
+        user_head = heads.user if user_raw is users else heads.source_user
+        return (user_head(user_raw[inter.user]) * heads.item(items[inter.item])).sum(-1)
+
+    def predict_source(inter: Interactions) -> Tensor:
+        """Auxiliary ratings: the auxiliary user and item heads."""
+        u = heads.source_user(raw["source_user"][inter.user])
+        return (u * heads.source_item(raw["source_item"][inter.item])).sum(-1)
+
+    def sample(pool: Interactions) -> Interactions:
+        pick = torch.randint(0, len(pool), (min(batch, len(pool)),), generator=gen)
+        return pool.select(pick.to(device))
 
     def epoch_batches(_: int) -> list[Tensor]:
         perm = torch.randperm(len(train), generator=gen).to(device)
@@ -137,9 +188,11 @@ def fit_target_space(
     def loss(rows: Tensor) -> Tensor:
         part = train.select(rows)
         value = F.mse_loss(predict(part, users), part.rating)
+        if len(source):
+            sub = sample(source)
+            value = value + F.mse_loss(predict_source(sub), sub.rating)
         if shared is not None and len(shared):
-            pick = torch.randint(0, len(shared), (min(batch, len(shared)),), generator=gen)
-            sub = shared.select(pick.to(device))
+            sub = sample(shared)
             value = value + F.mse_loss(predict(sub, raw["source_user"]), sub.rating)
         return value
 
@@ -163,9 +216,9 @@ def fit_target_space(
     with torch.no_grad():
         space = TargetSpace(
             target_users=heads.user(users),
-            source_users=heads.user(raw["source_user"]),
+            source_users=heads.source_user(raw["source_user"]),
             target_items=heads.item(items),
-            source_items=heads.item(raw["source_item"]),
+            source_items=heads.source_item(raw["source_item"]),
         )
     return space, {"stage0_val_rmse": result.best, "stage0_epochs": float(result.best_epoch + 1)}
 
@@ -215,6 +268,7 @@ def target_space(ctx: RunContext, state: RunState) -> RunState:
         ctx.cfg,
         raw,
         seen(stage0_users),
+        dataset.source.interactions,
         seen(split.train_users) if shared else None,
         ctx.device,
         ctx.report,
