@@ -52,3 +52,12 @@ def test_study_resumes_finished_cells(tmp_path: Path) -> None:
     assert (
         (tmp_path / "sweep.csv").read_text().splitlines()[0].startswith("trainer.lr,seed,ndcg@20")
     )
+
+
+def test_each_seed_redraws_the_split(tmp_path: Path) -> None:
+    import tomllib
+
+    cells = grid_cells([], seeds=[0, 3])
+    results = run_cells(BASE, cells, REGISTRY, tmp_path)
+    written = [tomllib.loads((r.record.run_dir / "config.toml").read_text()) for r in results]
+    assert [(c["seed"], c["split"]["seed"]) for c in written] == [(0, 0), (3, 3)]

@@ -29,6 +29,12 @@ class Cell:
         return f"{safe}-seed{self.seed}"
 
 
+def seed_overrides(seed: int) -> tuple[str, ...]:
+    """What a study's seed sets: the model seed and the split seed (each seed re-draws the
+    split, so the spread over seeds includes the split's)."""
+    return (f"seed={seed}", f"split.seed={seed}")
+
+
 @attrs.frozen
 class CellResult:
     cell: Cell
@@ -54,7 +60,7 @@ def run_cells(
     report("study cells", advance=0, total=len(cells))
     for cell in cells:
         cfg = structure_experiment(
-            apply_overrides(data, [*cell.overrides, f"seed={cell.seed}"]), registry
+            apply_overrides(data, [*cell.overrides, *seed_overrides(cell.seed)]), registry
         )
         run_dir = out_dir / cell.dirname
         if run_dir.exists() and run_status(run_dir):
