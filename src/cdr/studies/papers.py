@@ -37,7 +37,9 @@ MUSIC_METHODS = (
     ("PTUPCDR", ("generator.kind=ptupcdr", "encoders.item.kind=id")),
     ("DiffCDR", ("generator.kind=diffcdr", "encoders.item.kind=id")),
 )
-RATING = ("mae", "rmse", "ndcg@20")
+#: MuSiC's NDCG column ranks each test user's own rated items (``rated_ndcg@20``, ~0.85 in
+#: the paper); full-catalogue NDCG@20 is shown as an extra column
+RATING = ("mae", "rmse", "rated_ndcg@20", "ndcg@20")
 
 MICREC_BASE = (
     "dataset.kind=ml-100k-genres",
@@ -94,7 +96,7 @@ TABLES: dict[str, tuple[TableSpec, ...]] = {
             "MuSiC Table 4: dual cold-start (cold users x unseen items, beta = 0.2)",
             (("MuSiC", MUSIC), *MUSIC_METHODS[3:5]),
             (("dual", ("split.beta=0.2", "split.unseen_item_fraction=0.2")),),
-            ("dual_mae", "dual_rmse", "dual_ndcg@20"),
+            ("dual_mae", "dual_rmse", "dual_rated_ndcg@20", "dual_ndcg@20"),
             MUSIC_BASE,
         ),
     ),
