@@ -87,12 +87,15 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
     assert len(workers) >= 2
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    # the workers die with the tune process
+    at_kill = {t.number: t.state for t in _trials(tmp_path)}
+    # the workers die with the tune process: nothing moves in the study any more
     deadline = time.time() + 20
     while any(_alive(w) for w in workers) and time.time() < deadline:
         time.sleep(0.2)
     assert not any(_alive(w) for w in workers)
+    time.sleep(3)
     before = {t.number: t for t in _trials(tmp_path)}
+    assert {n: t.state for n, t in before.items()} == at_kill
     killed = [t for t in before.values() if t.state == TrialState.RUNNING]
     finished = {t.number: Path(t.user_attrs["run_dir"]) for t in before.values()
                 if t.state.is_finished()}
