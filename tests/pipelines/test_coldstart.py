@@ -97,3 +97,25 @@ def test_music_run_exports_a_servable_bundle(tmp_path: Path) -> None:
     first = next(iter(model.source_item_index))
     cold = model.recommend_cold("newcomer", [(first, 4.0)], k=4, seed=1)
     assert cold == model.recommend_cold("newcomer", [(first, 4.0)], k=4, seed=1)  # seeded
+
+
+def test_each_stage_has_its_own_budget(tmp_path: Path) -> None:
+    from cdr.experiment import run_experiment
+
+    totals: dict[str, int] = {}
+
+    def reporter(task: str, advance: int = 1, total: int | None = None, **_: float) -> None:
+        if total is not None and task.startswith("stage"):
+            totals[task] = total
+
+    registry = Registry()
+    budgets = ["trainer.epochs=5", "trainer.stage0_epochs=3", "trainer.stage2_epochs=2"]
+    cfg = load_experiment(None, registry, [*BASE, *budgets, "trainer.patience=9"])
+    metrics = run_experiment(cfg, registry, run_dir=tmp_path / "r", reporter=reporter).metrics
+    assert totals == {
+        "stage 0: target space": 3,
+        "stage 1: side users": 5,
+        "stage 2: overlapping users": 2,
+    }
+    assert metrics["stage0_budget"] == 3 and metrics["stage2_budget"] == 2
+    assert 1 <= metrics["stage0_epochs"] <= 3 and 1 <= metrics["stage2_epochs"] <= 2

@@ -69,7 +69,11 @@ class TrainerConfig:
     """Optimisation shared by all pipelines; per-model knobs live in component configs.
 
     steps_per_epoch: optimiser steps of a graph-backbone epoch (0 = one pass over the larger
-    domain's training edges; MICRec's paper uses 100 batches)."""
+    domain's training edges; MICRec's paper uses 100 batches). stage0_epochs /
+    stage1_epochs / stage2_epochs: the cold-start stages' own budgets (0 = ``epochs``): the
+    projection heads (stage 0) see many ratings per epoch, the generator stages few users.
+
+    ``stage_epochs(n)`` is the budget of stage n."""
 
     epochs: int = attrs.field(default=50, validator=positive)
     batch_size: int = attrs.field(default=256, validator=positive)
@@ -79,6 +83,13 @@ class TrainerConfig:
     eval_every: int = attrs.field(default=1, validator=positive)
     dim: int = attrs.field(default=32, validator=positive)
     steps_per_epoch: int = attrs.field(default=0, validator=non_negative)
+    stage0_epochs: int = attrs.field(default=0, validator=non_negative)
+    stage1_epochs: int = attrs.field(default=0, validator=non_negative)
+    stage2_epochs: int = attrs.field(default=0, validator=non_negative)
+
+    def stage_epochs(self, stage: int) -> int:
+        own = (self.stage0_epochs, self.stage1_epochs, self.stage2_epochs)[stage]
+        return own or self.epochs
 
 
 @attrs.frozen

@@ -207,7 +207,7 @@ def fit_target_space(
         ),
         batches=epoch_batches,
         loss=loss,
-        budget=Budget(trainer.epochs, 1, trainer.patience, "min"),
+        budget=Budget(trainer.stage_epochs(0), 1, trainer.patience, "min"),
         validate=val_rmse,
         generators={"stage0": gen},
         task="stage 0: target space",
@@ -220,7 +220,12 @@ def fit_target_space(
             target_items=heads.item(items),
             source_items=heads.source_item(raw["source_item"]),
         )
-    return space, {"stage0_val_rmse": result.best, "stage0_epochs": float(result.best_epoch + 1)}
+    metrics = {
+        "stage0_val_rmse": result.best,
+        "stage0_epochs": float(result.best_epoch + 1),
+        "stage0_budget": float(stage.budget.epochs),
+    }
+    return space, metrics
 
 
 # -- stages --------------------------------------------------------------------------------
