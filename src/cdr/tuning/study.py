@@ -62,6 +62,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from cdr.composition import plan
 from cdr.config.loading import apply_overrides, structure_experiment
+from cdr.data.store import build_dataset
 from cdr.errors import CdrError, ConfigError, RunError
 from cdr.experiment import run_status
 from cdr.pipelines.context import PROTOCOL
@@ -458,6 +459,10 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
             if stale:
                 notes.append(f"trials {', '.join(map(str, stale))} were left running by a "
                              "killed process; they are retried from their run directories")
+    # build the base dataset once, here: workers building it at the same time race in the
+    # dataset cache (one of them gets "already exists")
+    cfg = structure_experiment(settings.base, Registry())
+    build_dataset(cfg.dataset, Registry(), reporter=report)
     with _flock(alive, fcntl.LOCK_SH):
         _run_workers(settings, jobs, study, report)
     return write_outputs(study, settings, notes)
