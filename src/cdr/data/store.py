@@ -412,6 +412,10 @@ def build_dataset(
             reports += applied
         if force and final.exists():
             shutil.rmtree(final)
+        if (final / MANIFEST).exists() and not force:
+            # another process built the same dataset meanwhile: the same key, the same data
+            shutil.rmtree(tmp, ignore_errors=True)
+            return final
         path = save_dataset(
             dataset, final, source=str(getattr(provider, "source", config.kind)),
             config=config_data(config), filters=reports, tmp=tmp, inputs=inputs,
