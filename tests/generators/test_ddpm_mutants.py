@@ -145,9 +145,12 @@ def test_timestep_embedding_smallest_dim_and_dtype() -> None:
     torch.testing.assert_close(emb, expected)
 
 
+@pytest.mark.parametrize("prediction", ["x0", "epsilon"])
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 @pytest.mark.parametrize("start_step", [None, 2])
-def test_sample_is_the_chain_of_steps(sampler: str, start_step: int | None) -> None:
+def test_sample_is_the_chain_of_steps(
+    sampler: str, start_step: int | None, prediction: str
+) -> None:
     """sample() == the steps T-1 (or start_step) .. 0 applied by hand, with the noise drawn
     from the generator in that order (DDPM), and the denoiser sees each t once."""
     schedule = NoiseSchedule.cosine(5)
@@ -163,6 +166,7 @@ def test_sample_is_the_chain_of_steps(sampler: str, start_step: int | None) -> N
     x_start = torch.randn(3, 2, generator=torch.Generator().manual_seed(2))
     out = sample(
         schedule, denoise, x_start, cond, sampler=sampler,  # type: ignore[arg-type]
+        prediction=prediction,  # type: ignore[arg-type]
         generator=torch.Generator().manual_seed(3), start_step=start_step,
     )
     first = 4 if start_step is None else start_step
@@ -173,11 +177,12 @@ def test_sample_is_the_chain_of_steps(sampler: str, start_step: int | None) -> N
         t = torch.full((3,), step)
         output = torch.tanh(x @ weight + cond + 0.1 * t[:, None])
         if sampler == "ddim":
-            x = ddim_step(schedule, output, t, x).prev_sample
+            x = ddim_step(schedule, output, t, x, prediction).prev_sample  # type: ignore[arg-type]
         else:
-            x = ddpm_step(schedule, output, t, x, torch.randn(3, 2, generator=gen)).prev_sample
+            noise = torch.randn(3, 2, generator=gen)
+            x = ddpm_step(schedule, output, t, x, noise, prediction).prev_sample  # type: ignore[arg-type]
     torch.testing.assert_close(out, x)
-    if sampler == "ddpm":  # the noise matters: another seed gives another sample
+    if sampler == "ddpm" and prediction == "x0":  # the noise matters: another seed, another x0
         other = sample(schedule, denoise, x_start, cond, generator=torch.Generator().manual_seed(4))
         assert not torch.allclose(other, out)
 
