@@ -168,6 +168,52 @@ RULES: list[tuple[str, str, str]] = [
 ]
 
 
+#: survivors analysed by hand and found equivalent (or untestable here), with the reason.
+_D, _M = "cdr.generators.ddpm.", "cdr.metrics.ranking."
+_STABLE = (
+    "torch's CPU sort keeps equal scores in input order with or without stable=True (the tie "
+    "tests pass); equivalent on CPU, the suite's device"
+)
+EQUIVALENT: dict[str, str] = {
+    _D + "x__per_sample__mutmut_2": "unsqueeze(+1) of the 1-D [B] gather equals unsqueeze(-1)",
+    _D + "x_sample__mutmut_1": "any sampler other than 'ddim' runs DDPM: the default still does",
+    _D + "x_sample__mutmut_2": "any sampler other than 'ddim' runs DDPM: the default still does",
+    _D + "x_sample__mutmut_27": "torch.full with an int fill value is int64 already",
+    _D + "x_sample__mutmut_31": "torch.full with an int fill value is int64 already",
+    _D + "x_timestep_embedding__mutmut_8": (
+        "dim is even (checked first), so dim / 2 is integral: arange and half - 1 are unchanged"
+    ),
+    _D + "x_timestep_embedding__mutmut_30": "unsqueeze(+1) of the 1-D t equals unsqueeze(-1)",
+    _D + "x_timestep_embedding__mutmut_38": "cat on dim=+1 of 2-D tensors equals dim=-1",
+    _D + "xǁNoiseScheduleǁcosine__mutmut_29": (
+        "the 1e-8 floor never binds: the smallest cosine beta is ~0.04/T (T < 4e6)"
+    ),
+    _D + "xǁNoiseScheduleǁcosine__mutmut_31": (
+        "the 1e-8 floor never binds: the smallest cosine beta is ~0.04/T (T < 4e6)"
+    ),
+    _M + "x_mean_over_users__mutmut_5": "the mean of an empty tensor is NaN already",
+    _M + "x_metrics_from_top_k__mutmut_50": (
+        "a constant factor on the discount cancels in NDCG = DCG / IDCG, its only use"
+    ),
+    _M + "x_metrics_from_top_k__mutmut_80": "topk's default dim is -1, the item axis",
+    _M + "x_ranking_metrics_per_user__mutmut_33": (
+        "ks is non-empty on every path that returns; an empty ks still raises ValueError "
+        "(max() of an empty list instead of the cut-off message)"
+    ),
+    _M + "x_ranking_metrics_per_user__mutmut_35": (
+        "the else branch runs only for an empty ks, which metrics_from_top_k then rejects"
+    ),
+    _M + "x_top_k_items__mutmut_35": "topk's default dim is -1, the item axis",
+    _M + "x_top_k_items__mutmut_36": "topk's default is sorted=True",
+    _M + "x_top_k_items__mutmut_94": "sort's default dim is -1, the item axis",
+    _M + "x_top_k_items__mutmut_92": _STABLE,
+    _M + "x_top_k_items__mutmut_96": _STABLE,
+    _M + "x_top_k_items__mutmut_104": _STABLE,
+    _M + "x_top_k_items__mutmut_75": "cumsum of a bool row in int64 instead of int32: same counts",
+    _M + "x_top_k_items__mutmut_77": "cumsum of a bool row in int64 instead of int32: same counts",
+}
+
+
 def changed_lines(diff: str) -> tuple[list[str], list[str]]:
     lines = diff.splitlines()[2:]
     return (
@@ -220,13 +266,30 @@ def survivor_diffs(work: Path, names: list[str]) -> dict[str, str]:
     return diffs
 
 
-def summarize(group: str, work: Path, seconds: float | None) -> dict[str, object]:
+def statuses_of(work: Path) -> dict[str, str]:
     out = mutmut(work, "results", "--all", "true").stdout
     statuses: dict[str, str] = {}
     for line in out.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if name:
             statuses[name] = status
+    return statuses
+
+
+def summarize(
+    group: str, work: Path, seconds: float | None, base: Path | None = None
+) -> dict[str, object]:
+    """Counts, score and survivors of ``work``; with ``base`` (a survivors-only rerun), the
+    mutants not rerun keep their status from ``base`` (a test added cannot revive them)."""
+    statuses = statuses_of(work)
+    if base is None and (work / "base.txt").exists():
+        base = Path((work / "base.txt").read_text().strip())
+    if base is not None:
+        earlier = statuses_of(base)
+        statuses = {
+            name: status if status != "not checked" else earlier.get(name, status)
+            for name, status in statuses.items()
+        }
     counts: dict[str, int] = {}
     for status in statuses.values():
         counts[status] = counts.get(status, 0) + 1
@@ -257,6 +320,7 @@ def summarize(group: str, work: Path, seconds: float | None) -> dict[str, object
         "score": round(100 * killed / counted, 1) if counted else None,
         "survivors": details,
         "seconds": None if seconds is None else round(seconds),
+        "rerun_of_survivors_of": None if base is None else str(base),
     }
     previous.write_text(json.dumps(summary, indent=2) + "\n")
     return summary
@@ -277,6 +341,75 @@ def table(summaries: list[dict[str, object]]) -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- mutants:start -->", "<!-- mutants:end -->"
+
+
+def _load(root: Path, group: str) -> dict[str, object] | None:
+    path = root / group / "summary.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _cell(summary: dict[str, object] | None) -> str:
+    if summary is None:
+        return "not run"
+    counts: dict[str, int] = summary["counts"]  # type: ignore[assignment]
+    killed = sum(counts.get(k, 0) for k in KILLED)
+    counted = sum(counts.get(k, 0) for k in COUNTED)
+    return f"{summary['score']}% ({killed}/{counted})"
+
+
+def markdown(groups: list[str], before_root: Path, after_root: Path) -> str:
+    """The generated part of docs/testing.md: scores before/after, then every survivor."""
+    lines = [
+        START,
+        "<!-- generated by `python tools/mutants.py --report --doc docs/testing.md`; edit the",
+        "reasons in tools/mutants.py (RULES, EQUIVALENT), not here -->",
+        "",
+        "| group | files | mutants | score before | score after | survivors after | time |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for group in groups:
+        before, after = _load(before_root, group), _load(after_root, group)
+        last = after or before
+        files = ", ".join(f.removeprefix("src/cdr/") for f in GROUPS[group][0])
+        survivors = len(last["survivors"]) if last else "–"  # type: ignore[arg-type]
+        lines.append(
+            f"| {group} | {files} | {last['mutants'] if last else '–'} | {_cell(before)} "
+            f"| {_cell(after)} | {survivors if after else '–'} "
+            f"| {last['seconds'] if last else '–'} s |"
+        )
+    for group in groups:
+        last = _load(after_root, group) or _load(before_root, group)
+        if not last:
+            continue
+        which = "after" if _load(after_root, group) else "before (no after run)"
+        details: dict[str, dict[str, object]] = last["survivors"]  # type: ignore[assignment]
+        lines += ["", f"### {group}: {len(details)} surviving mutants ({which})", ""]
+        if not details:
+            continue
+        lines += ["| mutant | change | category | why it survives |", "|---|---|---|---|"]
+        for name, d in details.items():
+            reason = EQUIVALENT.get(name) or d["reason"] or "**not analysed yet**"
+            category = "equivalent" if name in EQUIVALENT else d["category"]
+            removed = " / ".join(d["removed"])  # type: ignore[arg-type]
+            added = " / ".join(d["added"])  # type: ignore[arg-type]
+            change = f"`{removed}` → `{added}`".replace("|", "\\|")
+            if len(change) > 220:
+                change = change[:217] + "…`"
+            lines.append(f"| `{name.split('.')[-1]}` | {change} | {category} | {reason} |")
+    lines.append(END)
+    return "\n".join(lines)
+
+
+def write_doc(path: Path, block: str) -> None:
+    text = path.read_text() if path.exists() else ""
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("groups", nargs="*", help=f"default: all ({', '.join(GROUPS)})")
@@ -286,6 +419,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2)
     parser.add_argument("--rev", help="mutate and test this git revision instead of the tree")
     parser.add_argument("--work", type=Path, default=WORK, help=f"scratch root ({WORK})")
+    parser.add_argument("--before", type=Path, default=WORK.parent / "mutants-before")
+    parser.add_argument("--doc", type=Path, help="write the scores and survivors into this file")
+    parser.add_argument(
+        "--survivors-of",
+        type=Path,
+        help="rerun only the survivors recorded under this scratch root (e.g. the before run); "
+        "the other mutants keep their status from there",
+    )
     args = parser.parse_args(argv)
     unknown = [g for g in args.groups if g not in GROUPS]
     if unknown:
@@ -301,9 +442,16 @@ def main(argv: list[str] | None = None) -> int:
         seconds = None
         if not args.report:
             prepare(group, not args.resume, args.rev, work)
+            names: list[str] = []
+            if args.survivors_of:  # after new tests: rerun only what survived there
+                base = args.survivors_of / group
+                names = list(json.loads((base / "summary.json").read_text())["survivors"])
+                (work / "base.txt").write_text(str(base.resolve()))
             print(f"== {group}: mutating {' '.join(GROUPS[group][0])}", flush=True)
             start = time.perf_counter()
-            result = mutmut(work, "run", "--max-children", str(args.max_children), check=False)
+            result = mutmut(
+                work, "run", "--max-children", str(args.max_children), *names, check=False
+            )
             seconds = time.perf_counter() - start
             (work / "mutmut-run.log").write_text(result.stdout + result.stderr)
             if result.returncode != 0:
@@ -318,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"== {group}: score {summary['score']}% of {summary['mutants']} mutants "
               f"in {summary['seconds']} s", flush=True)
     print(table(summaries))
+    if args.doc:
+        write_doc(args.doc, markdown(list(GROUPS), args.before, args.work))
     for s in summaries:
         for name in s["survivors"]:  # type: ignore[attr-defined]
             print(f"  {s['group']}: {name}")
