@@ -18,18 +18,16 @@ from cdr.errors import CompositionError
 from cdr.protocols import ProtocolSpec
 from cdr.registry import Registry
 
+#: the inductive split without a graph backbone, whatever the generator
+_NO_BACKBONE = (
+    "the inductive split needs a graph backbone: unseen users and items are "
+    "represented from their revealed edges (E_new)",
+    "add --backbone inmo, or --set split.kind=cold-start",
+)
 #: why a built-in split refuses a combination: (split kind, has generator, has backbone)
 _WHY: dict[tuple[str, bool, bool], tuple[str, str]] = {
-    ("inductive", True, False): (
-        "the inductive split needs a graph backbone: unseen users and items are "
-        "represented from their revealed edges (E_new)",
-        "add --backbone inmo, or --set split.kind=cold-start",
-    ),
-    ("inductive", False, False): (
-        "the inductive split needs a graph backbone: unseen users and items are "
-        "represented from their revealed edges (E_new)",
-        "add --backbone inmo, or --set split.kind=cold-start",
-    ),
+    ("inductive", True, False): _NO_BACKBONE,
+    ("inductive", False, False): _NO_BACKBONE,
     ("cold-start", False, False): (
         "with no backbone and no generator nothing produces cold-start users' "
         "target-domain vectors",
