@@ -169,7 +169,7 @@ RULES: list[tuple[str, str, str]] = [
 
 
 #: survivors analysed by hand and found equivalent (or untestable here), with the reason.
-_D, _M = "cdr.generators.ddpm.", "cdr.metrics.ranking."
+_D, _M, _I = "cdr.generators.ddpm.", "cdr.metrics.ranking.", "cdr.aligners.infonce."
 _STABLE = (
     "torch's CPU sort keeps equal scores in input order with or without stable=True (the tie "
     "tests pass); equivalent on CPU, the suite's device"
@@ -211,6 +211,9 @@ EQUIVALENT: dict[str, str] = {
     _M + "x_top_k_items__mutmut_104": _STABLE,
     _M + "x_top_k_items__mutmut_75": "cumsum of a bool row in int64 instead of int32: same counts",
     _M + "x_top_k_items__mutmut_77": "cumsum of a bool row in int64 instead of int32: same counts",
+    _I + "x_info_nce__mutmut_23": 'float("-INF") is float("-inf")',
+    _I + "xǁInfoNCEAlignerǁloss__mutmut_18": "F.normalize's default dim is 1",
+    _I + "xǁInfoNCEAlignerǁloss__mutmut_23": "F.normalize's default dim is 1",
 }
 
 
