@@ -62,7 +62,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "ddpm": (
         ["src/cdr/generators/ddpm.py"],
-        ["tests/generators/test_ddpm.py", "tests/generators/test_ddpm_timesteps.py"],
+        [
+            "tests/generators/test_ddpm.py",
+            "tests/generators/test_ddpm_timesteps.py",
+            "tests/generators/test_ddpm_mutants.py",
+        ],
     ),
     "backbones": (
         [
@@ -399,7 +403,8 @@ def markdown(groups: list[str], before_root: Path, after_root: Path) -> str:
             change = f"`{removed}` → `{added}`".replace("|", "\\|")
             if len(change) > 220:
                 change = change[:217] + "…`"
-            lines.append(f"| `{name.split('.')[-1]}` | {change} | {category} | {reason} |")
+            short = ".".join(name.split(".")[-2:])
+            lines.append(f"| `{short}` | {change} | {category} | {reason} |")
     lines.append(END)
     return "\n".join(lines)
 
