@@ -46,6 +46,7 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
             "tests/evaluation/test_ranking.py",
             "tests/evaluation/test_inductive.py",
             "tests/evaluation/test_rating.py",
+            "tests/evaluation/test_evaluation_mutants.py",
         ],
     ),
     "splits": (
@@ -174,6 +175,8 @@ RULES: list[tuple[str, str, str]] = [
 
 #: survivors analysed by hand and found equivalent (or untestable here), with the reason.
 _D, _M, _I = "cdr.generators.ddpm.", "cdr.metrics.ranking.", "cdr.aligners.infonce."
+_EI, _ER = "cdr.evaluation.inductive.", "cdr.evaluation.ranking."
+_NAN = "every metric of a user is NaN exactly when ndcg is (the same skip mask)"
 _STABLE = (
     "torch's CPU sort keeps equal scores in input order with or without stable=True (the tie "
     "tests pass); equivalent on CPU, the suite's device"
@@ -194,6 +197,12 @@ EQUIVALENT: dict[str, str] = {
     ),
     _D + "xǁNoiseScheduleǁcosine__mutmut_31": (
         "the 1e-8 floor never binds: the smallest cosine beta is ~0.04/T (T < 4e6)"
+    ),
+    _D + "xǁNoiseScheduleǁcosine__mutmut_26": (
+        "abar's normalisation cancels in beta_t = 1 - abar_(t+1) / abar_t, its only use"
+    ),
+    _D + "xǁNoiseScheduleǁcosine__mutmut_27": (
+        "abar's normalisation cancels in beta_t = 1 - abar_(t+1) / abar_t, its only use"
     ),
     _M + "x_mean_over_users__mutmut_5": "the mean of an empty tensor is NaN already",
     _M + "x_metrics_from_top_k__mutmut_50": (
@@ -216,6 +225,18 @@ EQUIVALENT: dict[str, str] = {
     _M + "x_top_k_items__mutmut_75": "cumsum of a bool row in int64 instead of int32: same counts",
     _M + "x_top_k_items__mutmut_77": "cumsum of a bool row in int64 instead of int32: same counts",
     _I + "x_info_nce__mutmut_23": 'float("-INF") is float("-inf")',
+    _ER + "x_evaluate_ranking__mutmut_14": "graded=None is falsy like the default False",
+    _EI + "x_evaluate_inductive__mutmut_174": _NAN,
+    _EI + "x_evaluate_inductive__mutmut_188": _NAN,
+    _EI + "x_tail_items__mutmut_33": _STABLE,
+    _EI + "x_tail_items__mutmut_35": _STABLE,
+    _EI + "x_tail_items__mutmut_36": _STABLE,
+    _ER + "xǁRowLookupǁbuild__mutmut_36": _STABLE,
+    _ER + "xǁRowLookupǁbuild__mutmut_38": _STABLE,
+    _ER + "xǁRowLookupǁbuild__mutmut_39": _STABLE,
+    "cdr.evaluation.rating.x_rating_per_user__mutmut_26": (
+        "the inverse indices of torch.unique cover 0..U-1, so bincount has length U anyway"
+    ),
     _I + "xǁInfoNCEAlignerǁloss__mutmut_18": "F.normalize's default dim is 1",
     _I + "xǁInfoNCEAlignerǁloss__mutmut_23": "F.normalize's default dim is 1",
 }

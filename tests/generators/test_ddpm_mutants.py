@@ -143,6 +143,10 @@ def test_timestep_embedding_smallest_dim_and_dtype() -> None:
         [[0.0, 0.0, 1.0, 1.0], [math.sin(3), math.sin(3e-4), math.cos(3), math.cos(3e-4)]]
     )
     torch.testing.assert_close(emb, expected)
+    # the base 10000 itself: at t = 1e5 the second frequency's angle is exactly 10
+    far = timestep_embedding(torch.tensor([100_000]), 4)
+    torch.testing.assert_close(far[0, [1, 3]], torch.tensor([math.sin(10.0), math.cos(10.0)]),
+                               atol=1e-4, rtol=0.0)
 
 
 @pytest.mark.parametrize("prediction", ["x0", "epsilon"])
