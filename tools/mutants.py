@@ -51,7 +51,11 @@ GROUPS: dict[str, tuple[list[str], list[str]]] = {
     ),
     "splits": (
         ["src/cdr/data/splits.py"],
-        ["tests/data/test_splits.py", "tests/data/test_split_fractions.py"],
+        [
+            "tests/data/test_splits.py",
+            "tests/data/test_split_fractions.py",
+            "tests/data/test_splits_mutants.py",
+        ],
     ),
     "training": (
         [
