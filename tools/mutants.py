@@ -479,7 +479,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.survivors_of:  # after new tests: rerun only what survived there
                 base = args.survivors_of / group
                 names = list(json.loads((base / "summary.json").read_text())["survivors"])
-                (work / "base.txt").write_text(str(base.resolve()))
+                if base.resolve() != work.resolve():  # a second round in place keeps its base
+                    (work / "base.txt").write_text(str(base.resolve()))
             print(f"== {group}: mutating {' '.join(GROUPS[group][0])}", flush=True)
             start = time.perf_counter()
             result = mutmut(

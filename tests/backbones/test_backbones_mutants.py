@@ -10,11 +10,13 @@ import pytest
 import torch
 from torch import nn
 
-from cdr.backbones import inmo, lightgcn
+from cdr.backbones import inmo, lightgcn, sgl
 from cdr.backbones.inmo import INMOBackbone, INMOConfig, alpha_at
-from cdr.backbones.lightgcn import LightGCNBackbone, LightGCNConfig, fill_unseen
+from cdr.backbones.lightgcn import LightGCNBackbone, LightGCNConfig, fill_unseen, propagate
+from cdr.backbones.sgl import SGLBackbone, SGLConfig
 from cdr.components import BuildContext
 from cdr.interfaces import Graph
+from cdr.seeding import derive_seed
 
 TRAIN = Graph(torch.tensor([[0, 0, 1, 2, 2], [0, 1, 1, 1, 2]]), num_users=4, num_items=4)
 
@@ -166,3 +168,85 @@ def test_inmo_se_loss_draws_negatives_from_the_template_items() -> None:
     )
     empty = model.regularization(TRAIN, users[:0], positives[:0])
     assert float(empty) == 0.0 and empty.shape == ()
+
+
+def test_sgl_views_replay_their_seeded_draws() -> None:
+    """Both augmentations; the views of an epoch come from derive_seed(seed, "sgl-views",
+    epoch), drawn twice in a row from one generator."""
+    graph = Graph(torch.tensor([[0, 0, 1, 2, 2, 3], [0, 1, 1, 1, 2, 3]]), 4, 4)
+    for augmentation in ("ed", "nd"):
+        cfg = SGLConfig(augmentation=augmentation, drop_ratio=0.5)
+        model = SGLBackbone(4, 4, 3, cfg, seed=9)
+        assert model.epoch == 0
+        model.set_epoch(2)
+        gen = torch.Generator().manual_seed(derive_seed(9, "sgl-views", 2))
+        expected = []
+        for _ in range(2):
+            if augmentation == "ed":
+                keep = torch.rand(6, generator=gen) >= 0.5
+            else:
+                users, items = torch.rand(4, generator=gen) >= 0.5, torch.rand(4, generator=gen)
+                keep = users[graph.edge_index[0]] & (items >= 0.5)[graph.edge_index[1]]
+            expected.append(graph.edge_index[:, keep])
+        views = model.epoch_views(graph)
+        for got, want in zip(views, expected, strict=True):
+            assert torch.equal(got, want), augmentation
+        assert model.epoch_views(graph) is views  # cached for the epoch
+        model.set_epoch(3)
+        assert model.epoch_views(graph) is not views
+
+
+def test_sgl_build_and_initial_state() -> None:
+    cfg = SGLConfig(num_layers=1, init_std=0.3)
+    built = sgl.component.build(cfg, BuildContext(dim=3, num_users=4, num_items=5, seed=6))
+    assert built.config is cfg and built.seed == 6 and built.num_layers == 1
+    gen = torch.Generator().manual_seed(6)
+    torch.testing.assert_close(built.user_emb.detach(), torch.randn(4, 3, generator=gen) * 0.3)
+    default = SGLBackbone(4, 5, 3)
+    assert default.seed == 0 and default.config == SGLConfig()
+
+
+def test_sgl_regularization_terms() -> None:
+    """ssl: eq. 10 on both views for the batch's unique users and positive items, scaled
+    by lambda_1 / B; L2: lambda_2 * sum of squared layer-0 rows / (2 B)."""
+    graph = Graph(torch.tensor([[0, 0, 1, 2, 2, 3], [0, 1, 1, 1, 2, 3]]), 4, 4)
+    users, items = torch.tensor([0, 2, 2]), torch.tensor([[1, 3], [2, 0], [1, 3]])
+    only_l2 = SGLBackbone(4, 4, 3, SGLConfig(ssl_weight=0.0, reg_weight=0.5), seed=1)
+    batch = torch.cat([only_l2.user_emb[users], only_l2.item_emb[items.flatten()]]).detach()
+    expected_l2 = 0.5 * float(batch.square().sum()) / 6
+    assert float(only_l2.regularization(graph, users, items).detach()) == pytest.approx(
+        expected_l2, rel=1e-6
+    )
+    only_ssl = SGLBackbone(4, 4, 3, SGLConfig(ssl_weight=0.3, reg_weight=0.0, num_layers=1))
+    view_a, view_b = only_ssl.epoch_views(graph)
+    emb = (only_ssl.user_emb, only_ssl.item_emb)
+    ua, ia = propagate(view_a, *emb, 1)
+    ub, ib = propagate(view_b, *emb, 1)
+
+    def nce(a: torch.Tensor, b: torch.Tensor, index: torch.Tensor) -> float:
+        a = a.detach().double()
+        b = b.detach().double()
+        a, b = a / a.norm(dim=1, keepdim=True), b / b.norm(dim=1, keepdim=True)
+        logits = a[index] @ b.T / 0.2
+        return float((torch.logsumexp(logits, 1) - logits[range(len(index)), index]).sum())
+
+    ssl = nce(ua, ub, torch.tensor([0, 2])) + nce(ia, ib, torch.tensor([1, 2]))
+    got = only_ssl.regularization(graph, users, items)
+    assert float(got.detach()) == pytest.approx(0.3 * ssl / 3, rel=1e-5)
+    # 1-D items are the positives themselves
+    got_1d = only_ssl.regularization(graph, users, items[:, 0])
+    assert float(got_1d.detach()) == pytest.approx(0.3 * ssl / 3, rel=1e-5)
+    none = SGLBackbone(4, 4, 3, SGLConfig(ssl_weight=0.0, reg_weight=0.0))
+    assert float(none.regularization(graph, users, items)) == 0.0
+    assert float(only_l2.regularization(graph, users[:0], items[:0])) == 0.0
+
+
+def test_inmo_edge_dropout_backward_goes_through_the_transposed_matrix() -> None:
+    model = INMOBackbone(4, 4, 3, INMOConfig(dropout=0.5, multimodal=False), seed=0)
+    model.prepare(TRAIN)
+    model.train()
+    torch.manual_seed(0)
+    users, items = model.represent(TRAIN)
+    (users.sum() + items.square().sum()).backward()
+    assert model.item_emb.grad is not None and bool(torch.isfinite(model.item_emb.grad).all())
+    assert model.user_emb.grad is not None and float(model.user_emb.grad.abs().sum()) > 0
