@@ -1,0 +1,152 @@
+"""Tests that kill surviving mutants of cdr.training.loop (docs/testing.md): what fit()
+reports (task, totals, per-epoch means of the loss and its parts, validation values), when
+it validates, the module's train/eval mode, the result without validation, a finished
+stage restored from its checkpoint, and the divergence messages."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from cdr.errors import DivergenceError
+from cdr.training.loop import Budget, Stage, fit
+
+
+class _Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, int | None, dict[str, float]]] = []
+
+    def __call__(
+        self, task: str, advance: int = 1, total: int | None = None, **info: float
+    ) -> None:
+        self.calls.append((task, advance, total, info))
+
+
+def _stage(
+    epochs: int = 5,
+    eval_every: int = 2,
+    validate: bool = True,
+    task: str | None = None,
+    modes: list[tuple[str, bool]] | None = None,
+    loss_value: float = 1.0,
+) -> Stage[int]:
+    """Batches 0, 1, 2 each epoch; loss_b = loss_value * (b + 1) with a part "half" = loss / 2
+    (no optimizer: the values are exact); validation returns 10 - epoch."""
+    module = nn.Linear(1, 1)
+    seen = modes if modes is not None else []
+    epoch_box = [0]
+
+    def batches(epoch: int) -> list[int]:
+        epoch_box[0] = epoch
+        return [0, 1, 2]
+
+    def loss(batch: int) -> tuple[Tensor, dict[str, float]]:
+        seen.append(("loss", module.training))
+        value = torch.tensor(loss_value * (batch + 1))
+        return value, {"half": float(value) / 2}
+
+    def val() -> float:
+        seen.append(("validate", module.training))
+        return 10.0 - epoch_box[0]
+
+    return Stage(
+        name="toy",
+        module=module,
+        optimizer=None,
+        batches=batches,
+        loss=loss,
+        budget=Budget(epochs, eval_every, 10, "min"),
+        validate=val if validate else None,
+        task=task,
+    )
+
+
+def test_reports_task_totals_means_and_validation_values() -> None:
+    record, modes = _Recorder(), []
+    result = fit(_stage(modes=modes), None, record)
+    assert record.calls[0] == ("toy", 0, 5, {})  # the task defaults to the stage name
+    epochs = record.calls[1:]
+    assert len(epochs) == 5
+    for epoch, (task, advance, total, info) in enumerate(epochs):
+        assert (task, advance, total) == ("toy", 1, None)
+        assert info["loss"] == pytest.approx(2.0) and info["half"] == pytest.approx(1.0)
+        # validated every 2nd epoch and at the last one
+        assert ("val" in info) == (epoch in (1, 3, 4)), epoch
+        if "val" in info:
+            assert info["val"] == 10.0 - epoch
+    assert (result.best, result.best_epoch, result.epochs_run, result.resumed_at) == (
+        6.0, 4, 5, 0
+    )
+    assert not result.skipped
+    assert {m for kind, m in modes if kind == "loss"} == {True}  # trains in train mode
+    assert {m for kind, m in modes if kind == "validate"} == {False}  # validates in eval
+    named = _Recorder()
+    fit(_stage(task="stage 2"), None, named)
+    assert {call[0] for call in named.calls} == {"stage 2"}
+
+
+def test_without_validation_the_result_has_no_best() -> None:
+    stage = _stage(validate=False)
+    result = fit(stage, None)
+    assert math.isnan(result.best) and result.best_epoch == -1 and result.epochs_run == 5
+    assert not stage.module.training  # left in eval mode
+
+
+def test_a_finished_stage_is_restored_not_rerun(tmp_path: Path) -> None:
+    first = fit(_stage(epochs=3, eval_every=1), tmp_path)
+    record = _Recorder()
+    again = fit(_stage(epochs=3, eval_every=1), tmp_path, record)
+    assert again.skipped and record.calls == [("toy", 3, 3, {})]
+    assert (again.best, again.best_epoch, again.epochs_run) == (
+        first.best, first.best_epoch, first.epochs_run
+    )
+    assert again.resumed_at == first.epochs_run
+
+
+def test_divergence_messages_name_stage_epoch_and_step(tmp_path: Path) -> None:
+    with pytest.raises(DivergenceError, match=re.escape("toy: loss is nan at epoch 1, step 1")):
+        fit(_stage(loss_value=math.nan), None)
+    stage = _stage(epochs=3, eval_every=1)
+    bad = Stage(
+        name="toy",
+        module=stage.module,
+        optimizer=None,
+        batches=stage.batches,
+        loss=stage.loss,
+        budget=stage.budget,
+        validate=lambda: math.nan,
+    )
+    with pytest.raises(DivergenceError, match=re.escape("toy: validation value is nan at epoch 1")):
+        fit(bad, None)
+
+
+def test_nonfinite_parameters_stop_with_the_checkpoint_named(tmp_path: Path) -> None:
+    module = nn.Linear(1, 1)
+    opt = torch.optim.SGD(module.parameters(), lr=1.0)
+
+    def loss(batch: Any) -> Tensor:
+        out = module(torch.ones(1, 1)).sum()
+        return out * (1e38 if batch == "boom" else 0.0)
+
+    calls = [0]
+
+    def batches(epoch: int) -> list[str]:
+        calls[0] += 1
+        return ["ok"] if epoch == 0 else ["boom", "boom"]
+
+    stage: Stage[Any] = Stage(
+        name="lin", module=module, optimizer=opt, batches=batches, loss=loss,
+        budget=Budget(3, 1, 5, "min"), validate=lambda: 1.0,
+    )
+    with pytest.raises(DivergenceError) as err:
+        fit(stage, tmp_path)
+    message = str(err.value)
+    assert message.startswith("lin: ")
+    assert "at epoch 2" in message
+    assert f"the last good checkpoint is kept ({tmp_path / 'lin.last.safetensors'})" in message
