@@ -150,3 +150,56 @@ def test_nonfinite_parameters_stop_with_the_checkpoint_named(tmp_path: Path) -> 
     assert message.startswith("lin: ")
     assert "at epoch 2" in message
     assert f"the last good checkpoint is kept ({tmp_path / 'lin.last.safetensors'})" in message
+
+
+def test_early_stopping_from_scratch_in_both_modes() -> None:
+    from cdr.training.early_stopping import EarlyStopping
+
+    default = EarlyStopping(2)  # mode "max" by default
+    assert (default.mode, default.best, default.best_epoch, default.bad_epochs) == (
+        "max", -math.inf, -1, 0
+    )
+    assert default.best_state is None
+    assert EarlyStopping(2, mode="min").best == math.inf
+    with pytest.raises(ValueError, match=re.escape("mode: 'MAX' is not 'max' or 'min'")):
+        EarlyStopping(2, mode="MAX")
+    model = nn.Linear(1, 1)
+    high = EarlyStopping(1, mode="max")
+    assert not high.step(0.5, 0, model)  # any first value improves on -inf
+    snapshot = {k: v.clone() for k, v in model.state_dict().items()}
+    with torch.no_grad():
+        model.weight.fill_(7.0)  # the kept state is a deep copy
+    assert not high.step(0.5, 1)  # equal is not better: one bad epoch
+    assert high.step(0.4, 2)  # two bad epochs > patience 1: stop
+    assert (high.best, high.best_epoch, high.bad_epochs) == (0.5, 0, 2)
+    high.restore(model)
+    torch.testing.assert_close(model.weight, snapshot["weight"])
+    low = EarlyStopping(0, mode="min")
+    assert not low.step(3.0, 0) and low.best_state is None  # no model: nothing kept
+    assert low.step(3.0, 1)  # equal is not better in "min" either
+    untouched = nn.Linear(1, 1)
+    before = untouched.weight.detach().clone()
+    low.restore(untouched)  # nothing kept: the model stays as it is
+    torch.testing.assert_close(untouched.weight.detach(), before)
+
+
+def test_in_last_tenth_of_the_budget() -> None:
+    from cdr.training.loop import FitResult
+
+    budget = Budget(20)
+    assert FitResult(1.0, 19, 20).in_last_tenth(budget)
+    assert not FitResult(1.0, 17, 20).in_last_tenth(budget)  # epoch 18 of 20 is not > 18
+    assert not FitResult(1.0, 0, 20).in_last_tenth(Budget(20))
+    assert FitResult(1.0, 0, 1).in_last_tenth(Budget(1))  # epoch 1 of 1
+    assert not FitResult(math.nan, -1, 20).in_last_tenth(budget)  # no validation
+
+
+def test_finite_check_of_parameters() -> None:
+    from cdr.training.loop import _finite
+
+    module = nn.Linear(2, 1)
+    assert _finite(module)
+    with torch.no_grad():
+        module.bias.fill_(math.inf)
+    assert not _finite(module)
+    assert _finite(nn.ReLU())  # no parameters: nothing to check
