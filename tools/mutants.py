@@ -156,7 +156,7 @@ print(json.dumps({name: get_diff_for_mutant(name) for name in json.load(sys.stdi
 RULES: list[tuple[str, str, str]] = [
     (
         "message",
-        r"raise \w+\(|^[-+]\s+f?\"",
+        r"raise \w+\(|^[-+]\s+f?\"|^[-+]\s+hint=",
         "error-message wording only; the exception type and its condition are tested",
     ),
     (
@@ -260,6 +260,25 @@ EQUIVALENT: dict[str, str] = {
         "equals rho exactly (probability 0)"
         for i in (10, 16, 22)
     },
+    **{
+        name: "a 0 in ks is still refused, with the same message, by metrics_from_top_k"
+        for name in (_EI + "x_evaluate_inductive__mutmut_12", _ER + "x_evaluate_ranking__mutmut_8")
+    },
+    _EI + "x_evaluate_inductive__mutmut_24": "graded=None is falsy like False",
+    **{
+        _ER + f"x_ranked_batches__mutmut_{i}": "scores keep the score function's dtype, float32 "
+        "in every caller (the copy that protects the caller's tensor is kept)"
+        for i in (19, 21)
+    },
+    **{
+        _ER + f"xǁRowLookupǁbuild__mutmut_{i}": "the lookup of zero users is never read: "
+        "there is no batch to rank"
+        for i in (9, 10, 11, 12, 18, 23)
+    },
+    _ER + "xǁRowLookupǁbuild__mutmut_49": "span never reads past ptr[U]: an extra entry is unused",
+    _ER + "xǁRowLookupǁspan__mutmut_8": "end <= U = ptr.numel() - 1 in every call, so the "
+    "min is end either way",
+    "cdr.data.splits.x__check_ratios__mutmut_12": "differs only when |sum - 1| is exactly 1e-6",
     "cdr.evaluation.rating.x_rating_per_user__mutmut_26": (
         "the inverse indices of torch.unique cover 0..U-1, so bincount has length U anyway"
     ),
@@ -298,7 +317,8 @@ def classify(diff: str) -> tuple[str, str]:
             continue
         if re.search(pattern, text, flags=re.M):
             if category == "message" and not all(
-                "raise" in ln or ln.lstrip("-+ ").startswith(('"', 'f"')) for ln in removed
+                "raise" in ln or ln.lstrip("-+ ").startswith(('"', 'f"', "hint=", ")"))
+                for ln in removed
             ):
                 continue
             return category, reason
