@@ -279,6 +279,9 @@ EQUIVALENT: dict[str, str] = {
     _ER + "xǁRowLookupǁspan__mutmut_8": "end <= U = ptr.numel() - 1 in every call, so the "
     "min is end either way",
     "cdr.data.splits.x__check_ratios__mutmut_12": "differs only when |sum - 1| is exactly 1e-6",
+    "cdr.data.splits.x_cold_start_split__mutmut_64": (
+        "a fraction of 0 samples round(0) = 0 items from its own stream: no unseen items either way"
+    ),
     "cdr.evaluation.rating.x_rating_per_user__mutmut_26": (
         "the inverse indices of torch.unique cover 0..U-1, so bincount has length U anyway"
     ),

@@ -104,3 +104,12 @@ def test_ratio_checks() -> None:
     with pytest.raises(SplitError, match="a train ratio of 0 leaves nothing to train on"):
         _check_ratios((0.0, 0.5, 0.5))
     _check_ratios((0.5, 0.0, 0.5))
+
+
+def test_one_test_user_and_one_seen_item_are_enough(tiny_synthetic: CrossDomainDataset) -> None:
+    n = tiny_synthetic.overlapping_users().numel()
+    items = tiny_synthetic.target.num_items
+    cfg = SplitConfig(beta=1.0 / n, val_fraction=0.0, unseen_item_fraction=(items - 1) / items)
+    split = cold_start_split(tiny_synthetic, cfg)
+    assert split.test_users.numel() == 1
+    assert split.unseen_items.numel() == items - 1
