@@ -203,3 +203,96 @@ def test_finite_check_of_parameters() -> None:
         module.bias.fill_(math.inf)
     assert not _finite(module)
     assert _finite(nn.ReLU())  # no parameters: nothing to check
+
+
+def test_checkpoint_round_trip_of_nested_tensors_and_special_floats(tmp_path: Path) -> None:
+    from cdr.training.checkpoint import load_checkpoint, save_checkpoint
+
+    t1, t2, t3 = torch.arange(3.0), torch.ones(2, 2), torch.tensor([7], dtype=torch.long)
+    state = {
+        "list": [t1, (t2, 1.5), "text"],
+        "ints": {3: t3, "x": None},
+        "floats": [math.inf, -math.inf, math.nan, 0.25],
+    }
+    save_checkpoint(tmp_path / "c.safetensors", state)
+    back = load_checkpoint(tmp_path / "c.safetensors")
+    torch.testing.assert_close(back["list"][0], t1)
+    assert isinstance(back["list"][1], tuple)
+    torch.testing.assert_close(back["list"][1][0], t2)
+    assert back["list"][1][1] == 1.5 and back["list"][2] == "text"
+    torch.testing.assert_close(back["ints"][3], t3)
+    assert back["ints"]["x"] is None
+    inf, ninf, nan, q = back["floats"]
+    assert inf == math.inf and ninf == -math.inf and math.isnan(nan) and q == 0.25
+    with pytest.raises(TypeError, match=re.escape("key True is not a str or int")):
+        save_checkpoint(tmp_path / "bad.safetensors", {"d": {True: 1}})
+
+
+def test_best_state_is_restored_and_epochs_are_announced(tmp_path: Path) -> None:
+    """mode max, validation 0, -1, -2, ...: the best is epoch 0, whose weights come back;
+    on_epoch sees every epoch; evaluation every 3rd epoch and at the last."""
+    module = nn.Linear(1, 1)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    seen: list[int] = []
+    after_epoch0: dict[str, Tensor] = {}
+
+    def on_epoch(epoch: int) -> None:
+        seen.append(epoch)
+        if epoch == 1:
+            after_epoch0.update({k: v.clone() for k, v in module.state_dict().items()})
+
+    current = [0]
+
+    def batches(epoch: int) -> list[int]:
+        current[0] = epoch
+        return [0]  # one step per epoch: the mean is the one loss
+
+    def loss(_: int) -> Tensor:
+        return (module(torch.ones(1, 1)) - 5.0).square().sum()
+
+    first_loss = float(loss(0).detach())
+    record = _Recorder()
+    stage: Stage[int] = Stage(
+        name="sgd", module=module, optimizer=opt, batches=batches, loss=loss,
+        budget=Budget(7, 3, 10, "max"), validate=lambda: -float(current[0]), on_epoch=on_epoch,
+    )
+    result = fit(stage, tmp_path, record)
+    assert seen == list(range(7))
+    validated = [i for i, call in enumerate(record.calls[1:]) if "val" in call[3]]
+    assert validated == [2, 5, 6]
+    assert (result.best, result.best_epoch) == (-2.0, 2)
+    weights = module.state_dict()
+    assert not torch.equal(weights["weight"], after_epoch0["weight"])  # epoch 0 is not best
+    assert record.calls[1][3]["loss"] == pytest.approx(first_loss)  # one step: its loss
+
+
+def test_best_at_epoch_zero_and_an_empty_budget(tmp_path: Path) -> None:
+    module = nn.Linear(1, 1)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    states: list[dict[str, Tensor]] = []
+    current = [0]
+
+    def batches(epoch: int) -> list[int]:
+        current[0] = epoch
+        return [0]
+
+    def loss(_: int) -> Tensor:
+        return (module(torch.ones(1, 1)) - 5.0).square().sum()
+
+    def validate() -> float:
+        states.append({k: v.clone() for k, v in module.state_dict().items()})
+        return -float(current[0])
+
+    stage: Stage[int] = Stage(
+        name="zero", module=module, optimizer=opt, batches=batches, loss=loss,
+        budget=Budget(4, 1, 10, "max"), validate=validate,
+    )
+    result = fit(stage, tmp_path)
+    assert (result.best, result.best_epoch) == (0.0, 0)
+    torch.testing.assert_close(module.state_dict()["weight"], states[0]["weight"])
+    empty = Stage(
+        name="empty", module=nn.Linear(1, 1), optimizer=None, batches=batches, loss=loss,
+        budget=Budget(0), validate=validate,
+    )
+    nothing = fit(empty, tmp_path)
+    assert nothing.epochs_run == 0 and nothing.best_epoch == -1 and math.isnan(nothing.best)
