@@ -475,6 +475,19 @@ def markdown(groups: list[str], before_root: Path, after_root: Path) -> str:
             f"| {full['seconds'] if full else '–'} s "
             f"| {str(after['seconds']) + ' s' if after and rerun else '–'} |"
         )
+    totals: dict[str, int] = {}
+    for group in groups:
+        last = _load(after_root, group) or _load(before_root, group)
+        for name, d in (last["survivors"] if last else {}).items():  # type: ignore[union-attr]
+            kind = "equivalent" if name in EQUIVALENT else str(d["category"])  # type: ignore[index]
+            kind = "not analysed yet" if kind == "unexplained" else kind
+            totals[kind] = totals.get(kind, 0) + 1
+    lines += [
+        "",
+        "Survivors by reason, all groups: "
+        + ", ".join(f"{kind} {count}" for kind, count in sorted(totals.items()))
+        + f" (total {sum(totals.values())}).",
+    ]
     for group in groups:
         last = _load(after_root, group) or _load(before_root, group)
         if not last:
