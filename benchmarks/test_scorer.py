@@ -2,7 +2,7 @@
 
 Ratio (also in ``--quick``): ``DotScorer.score`` against the bare matmul it should cost, timed
 interleaved; the scorer must stay within 1.5x of it (a 3x slowdown fails). Absolute: one call
-under a CPU-time target (measured 0.018-0.05 s on the loaded 2-core CPU, one thread: the
+under a CPU-time target (measured 0.018-0.05 s on the 2-core CPU, one thread, idle to loaded: the
 matmul's speed depends on what shares the core, which the ratio does not).
 """
 
@@ -56,6 +56,6 @@ def test_dot_score_1k_users_x_10k_items(timer: Callable, figures: Callable[..., 
         "DotScorer.score, 1k users x 10k items x 64 (one call, median)",
         sorted(r[1] for r in runs)[len(runs) // 2],
         "CPU s",
-        target=0.1,
+        target=0.08,
         wall_s=sorted(r[0] for r in runs)[len(runs) // 2],
     )
