@@ -7,14 +7,24 @@ user's edge counts per part follow the documented rounding."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file, save_file
 
 from cdr.config import SplitConfig
 from cdr.data.records import CrossDomainDataset
-from cdr.data.splits import cold_start_split, inductive_split
-from cdr.errors import SplitError
+from cdr.data.splits import (
+    InductiveSplit,
+    cold_start_split,
+    inductive_split,
+    load_split,
+    save_split,
+)
+from cdr.errors import DataError, SplitError
 from cdr.seeding import derive_seed
 
 
@@ -43,8 +53,7 @@ def test_cold_start_draws_come_from_their_named_streams(
 def test_inductive_draws_come_from_their_named_streams(
     tiny_synthetic: CrossDomainDataset,
 ) -> None:
-    cfg = SplitConfig(kind="inductive", unseen_user_fraction=0.2, unseen_item_fraction=0.2,
-                      seed=5)
+    cfg = SplitConfig(kind="inductive", unseen_user_fraction=0.2, unseen_item_fraction=0.2, seed=5)
     split = inductive_split(tiny_synthetic, cfg)
     users, _ = _draw(torch.arange(tiny_synthetic.num_users), 0.2, 5, "inductive", "users")
     for role, domain, part in (
@@ -62,8 +71,12 @@ def test_inductive_draws_come_from_their_named_streams(
         first = {}
         for e in order.tolist():  # each user's first shuffled edge is a training-part edge
             first.setdefault(int(domain.interactions.user[e]), e)
-        train_like = torch.cat([part.train.user * domain.num_items + part.train.item,
-                                part.new.user * domain.num_items + part.new.item]).tolist()
+        train_like = torch.cat(
+            [
+                part.train.user * domain.num_items + part.train.item,
+                part.new.user * domain.num_items + part.new.item,
+            ]
+        ).tolist()
         for user, e in first.items():
             pair = user * domain.num_items + int(domain.interactions.item[e])
             assert pair in train_like, (role, user)
@@ -75,8 +88,9 @@ def test_per_user_edge_counts_follow_the_rounding(
 ) -> None:
     """Per user with n edges: b1 = max(1, floor(r0 n + 1/2)) train(+new), b2 - b1 val with
     b2 = max(b1, floor((r0 + r1) n + 1/2)), the rest test."""
-    cfg = SplitConfig(kind="inductive", unseen_user_fraction=0.0, unseen_item_fraction=0.0,
-                      ratios=ratios)
+    cfg = SplitConfig(
+        kind="inductive", unseen_user_fraction=0.0, unseen_item_fraction=0.0, ratios=ratios
+    )
     part = inductive_split(tiny_synthetic, cfg).target
     inter = tiny_synthetic.target.interactions
     n = torch.bincount(inter.user, minlength=tiny_synthetic.num_users)
@@ -113,3 +127,75 @@ def test_one_test_user_and_one_seen_item_are_enough(tiny_synthetic: CrossDomainD
     split = cold_start_split(tiny_synthetic, cfg)
     assert split.test_users.numel() == 1
     assert split.unseen_items.numel() == items - 1
+
+
+def test_one_seen_user_is_enough_and_none_is_refused(tiny_synthetic: CrossDomainDataset) -> None:
+    """The seen-user check refuses exactly zero seen users, with its own message."""
+    n = tiny_synthetic.num_users
+    overlap = set(tiny_synthetic.overlapping_users().tolist())
+    fraction = (n - 1) / n  # round(fraction * n) = n - 1 unseen users: one seen user
+    seed = next(
+        s
+        for s in range(50)
+        if _draw(torch.arange(n), fraction, s, "inductive", "users")[1][0] in overlap
+    )
+    (seen,) = _draw(torch.arange(n), fraction, seed, "inductive", "users")[1]
+    cfg = SplitConfig(
+        kind="inductive", unseen_user_fraction=fraction, unseen_item_fraction=0.0, seed=seed
+    )
+    split = inductive_split(tiny_synthetic, cfg)
+    for domain, part in (
+        (tiny_synthetic.source, split.source),
+        (tiny_synthetic.target, split.target),
+    ):
+        assert set(part.train.user.tolist()) == {seen}
+        assert seen not in part.unseen_users.tolist()
+        assert len(part.unseen_users) == len(domain.users()) - 1
+    with pytest.raises(SplitError, match=r"unseen_user_fraction: 0\.999 leaves no training users"):
+        inductive_split(tiny_synthetic, SplitConfig(kind="inductive", unseen_user_fraction=0.999))
+
+
+def test_inductive_round_trip_keeps_every_tensor(
+    tmp_path: Path, tiny_synthetic: CrossDomainDataset
+) -> None:
+    cfg = SplitConfig(kind="inductive", unseen_user_fraction=0.2, unseen_item_fraction=0.2)
+    split = inductive_split(tiny_synthetic, cfg)
+    save_split(split, tmp_path / "i")
+    back = load_split(tmp_path / "i")
+    assert isinstance(back, InductiveSplit)
+    for role in ("source", "target"):
+        ours, theirs = getattr(split, role), getattr(back, role)
+        assert ours.unseen_users.numel() > 0 and ours.unseen_items.numel() > 0
+        assert torch.equal(theirs.unseen_users, ours.unseen_users), role
+        assert torch.equal(theirs.unseen_items, ours.unseen_items), role
+        for name in ("train", "val", "test", "new"):
+            for field in ("user", "item", "rating", "timestamp"):
+                got = getattr(getattr(theirs, name), field)
+                assert torch.equal(got, getattr(getattr(ours, name), field)), (role, name, field)
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        None,
+        {"other": "x"},
+        {"format": "cdr-split-0 cold-start"},
+        {"format": "cdr-split-1 bogus"},
+        {"format": "cdr-split-1"},
+        {"format": "cdr-split-1 cold-start extra"},
+    ],
+)
+def test_load_split_refuses_other_formats_by_name(
+    tmp_path: Path, tiny_synthetic: CrossDomainDataset, metadata: dict[str, str] | None
+) -> None:
+    """The tensors are a valid cold-start split; only the format metadata is wrong."""
+    save_split(cold_start_split(tiny_synthetic, SplitConfig()), tmp_path / "ok")
+    tensors = load_file(tmp_path / "ok")
+    save_file(tensors, tmp_path / "bad", metadata=metadata)
+    written = None if metadata is None else metadata.get("format")
+    with pytest.raises(
+        DataError,
+        match=rf"bad: format {re.escape(repr(written))}, expected "
+        r"'cdr-split-1'",
+    ):
+        load_split(tmp_path / "bad")
