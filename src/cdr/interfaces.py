@@ -120,10 +120,23 @@ class BackboneTraits:
     text_encoder / image_encoder: registered encoder names whose item features the backbone
     consumes (MICRec's modality aggregation), given through ``set_modalities``; None = that
     modality is not used.
+    objective: ``"bpr"`` (the training step adds BPR on ``represent``'s dot products to the
+    backbone's ``regularization``) or ``"own"`` (``regularization`` is the whole loss of a
+    batch: NeuMF's BCE, Mult-VAE's ELBO, AlphaRec's InfoNCE).
+    scoring: ``"scorer"`` (the configured Scorer ranks user against item representations)
+    or ``"own"`` (the backbone's ``score(users [B, D], items [I, D]) -> [B, I]`` does, for
+    a model whose preference is not a function of two vectors alone, e.g. NeuMF's MLP; see
+    ``ScoringBackbone``).
     """
 
     text_encoder: str | None = None
     image_encoder: str | None = None
+    objective: Literal["bpr", "own"] = attrs.field(
+        default="bpr", validator=attrs.validators.in_(("bpr", "own"))
+    )
+    scoring: Literal["scorer", "own"] = attrs.field(
+        default="scorer", validator=attrs.validators.in_(("scorer", "own"))
+    )
 
     @property
     def modalities(self) -> bool:
@@ -157,6 +170,17 @@ class GraphBackbone(Protocol):
     def represent(self, graph: Graph) -> tuple[Tensor, Tensor]: ...
 
     def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class ScoringBackbone(GraphBackbone, Protocol):
+    """A backbone with ``traits.scoring == "own"``: it scores user representations [B, D]
+    against item representations [I, D] itself (``score`` -> [B, I], higher = preferred),
+    and aligned pairs users [B, D] with items [B, D] (``score_pairs`` -> [B])."""
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor: ...
+
+    def score_pairs(self, users: Tensor, items: Tensor) -> Tensor: ...
 
 
 @attrs.frozen(eq=False)

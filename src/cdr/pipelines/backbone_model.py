@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from cdr.data.records import CrossDomainDataset, Domain, Interactions
 from cdr.data.splits import DomainInductiveSplit
-from cdr.interfaces import Aligner, Graph, GraphBackbone, Scorer
+from cdr.errors import CompositionError
+from cdr.interfaces import Aligner, Graph, GraphBackbone, Scorer, ScoringBackbone
 
 DOMAINS = ("source", "target")
 
@@ -83,6 +84,31 @@ class InductiveModel(nn.Module):
     def represent(self, graphs: dict[str, Graph]) -> dict[str, tuple[Tensor, Tensor]]:
         return {name: self.backbone(name).represent(g) for name, g in graphs.items()}
 
+    def scorer_for(self, name: str, scorer: Scorer) -> Scorer:
+        """The scorer ranking domain ``name``: ``scorer``, or the backbone itself when its
+        traits say it scores (``scoring="own"``)."""
+        backbone = self.backbone(name)
+        if backbone.traits.scoring == "own":
+            if not isinstance(backbone, ScoringBackbone):
+                raise CompositionError(
+                    f"backbone of {name}: traits.scoring is 'own' but it has no score()"
+                )
+            return BackboneScorer(backbone)
+        return scorer
+
+
+@attrs.frozen(eq=False)
+class BackboneScorer:
+    """A ``Scorer`` over a backbone's own ``score`` (its ranking score is also its rating)."""
+
+    backbone: ScoringBackbone
+
+    def score(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.backbone.score(users, items)  # [B, I]
+
+    def rate(self, users: Tensor, items: Tensor) -> Tensor:
+        return self.backbone.score_pairs(users, items)  # [B]
+
 
 def training_loss(
     model: InductiveModel,
@@ -96,9 +122,14 @@ def training_loss(
     parts: dict[str, float] = {}
     for name, (users, pos, neg) in batches.items():
         u_rep, i_rep = reps[name]
-        bpr = bpr_loss(u_rep[users], i_rep[pos], i_rep[neg])
+        backbone = model.backbone(name)
+        bpr = (
+            bpr_loss(u_rep[users], i_rep[pos], i_rep[neg])
+            if backbone.traits.objective == "bpr"
+            else total.new_zeros(())
+        )
         items = torch.stack([pos, neg], dim=1)  # [B, 2]
-        reg = model.backbone(name).regularization(data[name].train, users, items)
+        reg = backbone.regularization(data[name].train, users, items)
         total = total + bpr + reg
         parts[f"{name}_bpr"], parts[f"{name}_reg"] = float(bpr.detach()), float(reg.detach())
     if model.aligner_fn is not None and anchors is not None and anchors.numel() >= 2:
@@ -130,7 +161,7 @@ def validate(
         u_rep, i_rep = reps[name]
         val = d.split.validation
         result = evaluate_ranking(
-            score_fn(scorer, u_rep, i_rep),
+            score_fn(model.scorer_for(name, scorer), u_rep, i_rep),
             torch.unique(val.user),
             d.domain.num_items,
             val,

@@ -123,7 +123,7 @@ def backbone_space(ctx: RunContext, state: RunState) -> RunState:
     scorer, and the generator's users: side, training, validation."""
     split: ColdStartSplit = state.split
     model: InductiveModel = require(state.model, "model", "space")
-    scorer = require(state.scorer, "scorer", "space")
+    scorer = model.scorer_for("target", require(state.scorer, "scorer", "space"))
     dataset = ctx.dataset
     with torch.no_grad():
         reps = {name: model.backbone(name).represent(d.full) for name, d in state.graphs.items()}
@@ -201,7 +201,7 @@ def training_space(ctx: RunContext, state: RunState) -> RunState:
     into the generator's training and validation users; target-only users are side users."""
     split: InductiveSplit = state.split
     model: InductiveModel = require(state.model, "model", "space")
-    scorer = require(state.scorer, "scorer", "space")
+    scorer = model.scorer_for("target", require(state.scorer, "scorer", "space"))
     dataset = ctx.dataset
     with torch.no_grad():
         reps = model.represent({name: d.train for name, d in state.graphs.items()})
@@ -242,6 +242,7 @@ def generated_test(ctx: RunContext, state: RunState) -> RunState:
     split: InductiveSplit = state.split
     generation: Generation = require(state.generation, "generation", "generated test")
     reps = require(state.reps, "reps", "generated test")
+    model: InductiveModel = require(state.model, "model", "generated test")
     space: TargetSpace = require(state.space, "space", "generated test")
     dataset, device = ctx.dataset, ctx.device
     full_space = attrs.evolve(space, source_users=reps["source"][0].detach())
@@ -260,7 +261,7 @@ def generated_test(ctx: RunContext, state: RunState) -> RunState:
             )
     ev = ctx.cfg.evaluation
     results = evaluate_inductive(
-        score_fn(ctx.scorer(), target_users, reps["target"][1]),
+        score_fn(model.scorer_for("target", ctx.scorer()), target_users, reps["target"][1]),
         split.target,
         dataset.num_users,
         dataset.target.num_items,
@@ -296,7 +297,7 @@ inductive_protocol = ProtocolSpec(
         RUNNER,
         SIDE,
         overlapping_users("ndcg"),
-        StageSpec("generated test", generated_test, needs=("runner", "reps", "space")),
+        StageSpec("generated test", generated_test, needs=("runner", "model", "reps", "space")),
         INDUCTIVE_REFERENCES,
         WRITE,
     ),

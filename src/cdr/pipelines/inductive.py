@@ -95,7 +95,7 @@ def test(
     for name, d in data.items():
         u_rep, i_rep = reps[name]
         results = evaluate_inductive(
-            score_fn(scorer, u_rep, i_rep),
+            score_fn(model.scorer_for(name, scorer), u_rep, i_rep),
             d.split,
             d.train.num_users,
             d.domain.num_items,
@@ -219,6 +219,13 @@ def references(ctx: RunContext, state: RunState) -> RunState:
 
 
 def inductive_outputs(ctx: RunContext, state: RunState) -> RunState:
+    model: InductiveModel = require(state.model, "model", "outputs")
+    if any(model.backbone(name).traits.scoring == "own" for name in model.backbones):
+        # a serving bundle ranks by dot products of stored vectors
+        note = f"no serving bundle: backbone {ctx.cfg.backbone.kind!r} scores with its own model"
+        state = attrs.evolve(state, notes=(*state.notes, note))
+        write_outputs(ctx, state)
+        return state
     write_outputs(ctx, state)
     save_serving(ctx, ctx.dataset, state.graphs, require(state.reps, "reps", "outputs"))
     return state
@@ -251,7 +258,7 @@ def save_serving(
 
 BACKBONES = StageSpec("backbones", backbones, needs=("split",), gives=("graphs", "model", "scorer"))
 TEST = StageSpec("test", inductive_test, needs=("graphs", "model", "scorer"), gives=("reps",))
-OUTPUTS = StageSpec("outputs", inductive_outputs, needs=("graphs", "reps"))
+OUTPUTS = StageSpec("outputs", inductive_outputs, needs=("graphs", "model", "reps"))
 REFERENCES = StageSpec("references", references, needs=("split",))
 
 protocol = ProtocolSpec(

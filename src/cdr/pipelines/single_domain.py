@@ -50,7 +50,7 @@ def test(ctx: RunContext, state: RunState) -> RunState:
     with torch.no_grad():
         users, items = model.represent({"target": state.graphs["target"].train})["target"]
         result = evaluate_ranking(
-            score_fn(scorer, users, items),
+            score_fn(model.scorer_for("target", scorer), users, items),
             torch.unique(split.test.user),
             ctx.dataset.target.num_items,
             split.test,
