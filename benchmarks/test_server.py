@@ -33,7 +33,6 @@ import platform
 import re
 import subprocess
 import sys
-import time
 import zipfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -42,6 +41,7 @@ from typing import Any
 
 import pytest
 from pytest_benchmark.fixture import BenchmarkFixture
+from serving_support import launch_server, stop_process, trained_bundle
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "server.json"
@@ -167,20 +167,9 @@ def _cpu_model() -> str:
 
 
 def build_synthetic(root: Path) -> Path:
-    from cdr.config import load_experiment
-    from cdr.experiment import run_experiment
     from cdr.registry import Registry
-    from cdr.serving.bundle import export_bundle
 
-    registry = Registry()
-    old = Path.cwd()
-    os.chdir(root)  # the dataset cache stays in the temp dir
-    try:
-        cfg = load_experiment(None, registry, ["trainer.epochs=2"])
-        run_dir = run_experiment(cfg, registry, run_dir=root / "synthetic-run").run_dir
-    finally:
-        os.chdir(old)
-    return export_bundle(run_dir, root / "synthetic.cdr", registry)
+    return trained_bundle(root, Registry(), ("trainer.epochs=2",), name="synthetic")[1]
 
 
 def build_electronics(root: Path) -> Path:
@@ -231,37 +220,13 @@ class Server:
     """``cdr serve BUNDLE --port 0`` in a subprocess (loopback), stopped by ``stop``."""
 
     def __init__(self, bundle: Path, log: Path) -> None:
-        command = [
-            sys.executable,
-            "-c",
-            "from cdr.cli.app import main; main()",
-            "serve",
-            str(bundle),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            "0",
-            "--no-access-log",
-        ]
         self.log = log
         with zipfile.ZipFile(bundle) as zf:
             meta = json.loads(zf.read("meta.json"))
         self.user_ids: list[str] = meta["user_ids"]
         self.item_ids: list[str] = meta["source_item_ids"]  # auxiliary: cold-start histories
-        with log.open("wb") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + STARTUP_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"cdr serve exited:\n{log.read_text()}")
-            found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text())
-            if found:
-                self.port = int(found.group(1))
-                self.meta = self.get("/metadata")
-                return
-            time.sleep(0.2)
-        self.stop()
-        raise AssertionError(f"cdr serve did not start in {STARTUP_TIMEOUT}s")
+        self.process, self.port = launch_server(bundle, log, timeout=STARTUP_TIMEOUT)
+        self.meta = self.get("/metadata")
 
     def get(self, path: str) -> Any:
         import http.client
@@ -276,13 +241,7 @@ class Server:
             conn.close()
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=15)
+        stop_process(self.process)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
+from serving_support import trained_bundle
 from typer.testing import CliRunner
 
 from cdr.errors import BundleError, CdrError, InputError, RunError
@@ -80,27 +81,8 @@ class Served:
 def served(
     tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
 ) -> Iterator[Served]:
-    from cdr.config import load_experiment
-    from cdr.experiment import run_experiment
-
     root = tmp_path_factory.mktemp("bad_inputs")
-    overrides = [
-        "dataset.size=tiny",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.dim=8",
-        "evaluation.ks=[5]",
-        "generator.kind=ddpm",
-        "generator.steps=3",
-        "generator.widths=[16]",
-        "generator.hidden=16",
-        "generator.time_dim=8",
-    ]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # the dataset cache (./.cache) stays in the temp dir
-        cfg = load_experiment(None, REGISTRY, overrides)
-        run_dir = run_experiment(cfg, REGISTRY, run_dir=root / "run").run_dir
-    path = export_bundle(run_dir, root / "model.cdr", REGISTRY)
+    run_dir, path = trained_bundle(root, REGISTRY)
     data = path.read_bytes()
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         members = {name: zf.read(name) for name in zf.namelist()}

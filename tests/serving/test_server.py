@@ -12,10 +12,8 @@ from __future__ import annotations
 import importlib.util
 import json
 import math
-import re
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -25,6 +23,7 @@ from typing import Any
 import attrs
 import httpx
 import pytest
+from serving_support import launch_server, stop_process, trained_bundle
 from typer.testing import CliRunner
 
 from cdr.errors import InputError
@@ -57,36 +56,18 @@ class Server:
 
 def start_server(bundle: Path, log: Path, *args: str) -> Server:
     """``cdr serve BUNDLE --port 0 ARGS`` in a subprocess, once it answers /health."""
-    command = [
-        sys.executable,
-        "-c",
-        "from cdr.cli.app import main; main()",
-        "serve",
-        str(bundle),
-        "--host",
-        "127.0.0.1",
-        "--port",
-        "0",
-        "--no-access-log",
-        *args,
-    ]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=log.parent)
+    process, port = launch_server(bundle, log, *args, timeout=STARTUP_TIMEOUT)
+    url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    url = None
     try:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise AssertionError(f"cdr serve exited {process.returncode}:\n{log.read_text()}")
-            if url is None:
-                found = re.search(r"Uvicorn running on http://127\.0\.0\.1:(\d+)", log.read_text())
-                url = f"http://127.0.0.1:{found.group(1)}" if found else None
-            if url is not None:
-                try:
-                    if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
-                        return Server(url, process, log)
-                except httpx.TransportError:
-                    pass
+            try:
+                if httpx.get(f"{url}/health", timeout=2.0).status_code == 200:
+                    return Server(url, process, log)
+            except httpx.TransportError:
+                pass
             time.sleep(0.1)
         raise AssertionError(f"cdr serve not healthy in {STARTUP_TIMEOUT}s:\n{log.read_text()}")
     except BaseException:
@@ -94,14 +75,7 @@ def start_server(bundle: Path, log: Path, *args: str) -> Server:
         raise
 
 
-def stop_server(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=15)
+stop_server = stop_process
 
 
 @attrs.frozen
@@ -113,27 +87,8 @@ class Served:
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Served:
-    from cdr.config import load_experiment
-    from cdr.experiment import run_experiment
-
     root = tmp_path_factory.mktemp("server")
-    overrides = [
-        "dataset.size=tiny",
-        "trainer.epochs=1",
-        "trainer.batch_size=16",
-        "trainer.dim=8",
-        "evaluation.ks=[5]",
-        "generator.kind=ddpm",
-        "generator.steps=3",
-        "generator.widths=[16]",
-        "generator.hidden=16",
-        "generator.time_dim=8",
-    ]
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(root)  # the dataset cache (./.cache) stays in the temp dir
-        cfg = load_experiment(None, REGISTRY, overrides)
-        run_dir = run_experiment(cfg, REGISTRY, run_dir=root / "run").run_dir
-    bundle = export_bundle(run_dir, root / "model.cdr", REGISTRY)
+    _, bundle = trained_bundle(root, REGISTRY)
     return Served(bundle, Recommender.load(bundle, REGISTRY), root)
 
 
