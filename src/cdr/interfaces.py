@@ -156,10 +156,16 @@ class GraphBackbone(Protocol):
     resampling); ``regularization(graph, users, items)``: the backbone's own extra loss for a
     batch of user [B] and item [B, n] indices on the training ``graph`` (INMO's SE loss,
     L2 on the batch's embeddings, a self-supervised term; 0 for plain backbones).
+    ``pair(other)``: called once after both domains' backbones are built, as
+    ``target.pair(source)``, before ``prepare``; a cross-domain backbone ties its
+    domain-shared parameters to ``other``'s (UniCDR's shared user embedding), so they appear
+    once in the model; a no-op for single-domain backbones.
     """
 
     @property
     def traits(self) -> BackboneTraits: ...
+
+    def pair(self, other: GraphBackbone) -> None: ...
 
     def prepare(self, graph: Graph) -> None: ...
 

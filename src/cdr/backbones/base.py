@@ -1,9 +1,10 @@
 """``BackboneBase``: the neutral defaults of the GraphBackbone interface.
 
-A backbone subclasses it and overrides only the hooks it uses: ``prepare`` (the training
-graph, once), ``set_modalities`` (item features, when ``traits`` names encoders),
-``set_epoch`` (every training epoch) and ``regularization`` (its own extra loss on the
-training graph, added to BPR by the training step).
+A backbone subclasses it and overrides only the hooks it uses: ``pair`` (the other domain's
+backbone, once), ``prepare`` (the training graph, once), ``set_modalities`` (item features,
+when ``traits`` names encoders), ``set_epoch`` (every training epoch) and
+``regularization`` (its own extra loss on the training graph, added to BPR by the training
+step).
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from cdr.interfaces import BackboneTraits, Graph, ModalityFeatures
+from cdr.interfaces import BackboneTraits, Graph, GraphBackbone, ModalityFeatures
 
 
 class BackboneBase(nn.Module):
     """Base of the built-in graph backbones; see ``cdr.interfaces.GraphBackbone``."""
 
     traits: BackboneTraits = BackboneTraits()
+
+    def pair(self, other: GraphBackbone) -> None:
+        """Called once as ``target.pair(source)`` when both domains have a backbone: a
+        cross-domain backbone ties its domain-shared parameters to ``other``'s; no-op here."""
 
     def prepare(self, graph: Graph) -> None:
         """Called once with the training graph before training."""

@@ -113,8 +113,8 @@ def test(
 def build_model(
     ctx: RunContext, domains: tuple[str, ...] = DOMAINS
 ) -> tuple[InductiveModel, Scorer]:
-    """A backbone per domain in ``domains`` (each with its own seed), the aligner, the
-    scorer."""
+    """A backbone per domain in ``domains`` (each with its own seed; the target's paired
+    with the source's, ``GraphBackbone.pair``), the aligner, the scorer."""
     dataset, cfg = ctx.dataset, ctx.cfg
     backbones: dict[str, GraphBackbone] = {}
     for name in domains:
@@ -125,6 +125,8 @@ def build_model(
             seed=derive_seed(cfg.seed, "backbone", name) % 2**31,
         )
         backbones[name] = cast(GraphBackbone, ctx.backbone(bctx))
+    if "source" in backbones and "target" in backbones:
+        backbones["target"].pair(backbones["source"])  # tie domain-shared parameters
     actx = ctx.build_context(seed=derive_seed(cfg.seed, "aligner") % 2**31)
     aligner = ctx.container.aligner(ctx=actx)
     if aligner is not None and not (
