@@ -6,7 +6,9 @@ overlapping anchor users for the aligner, with full propagation of both graphs (
 section 4.3). Early stopping on the mean validation NDCG@k over domains. It runs through
 the shared loop (``cdr.training.loop``) as the stage ``backbones``: checkpointed after
 every evaluated epoch and resumed where a run was interrupted; the backbones' per-epoch
-hook (INMO's template weight) is called at the start of every epoch.
+hook (INMO's template weight) is called at the start of every epoch. Under data-parallel
+training each rank takes its rows of every domain's BPR triples while the aligner's anchors
+stay whole on every rank (InfoNCE's in-batch negatives do not split).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from cdr.pipelines.backbone_model import (
 )
 from cdr.pipelines.inductive_sampling import BPRSampler
 from cdr.progress import Reporter
+from cdr.training.distributed import Sharded, World, split_rows
 from cdr.training.loop import Budget, FitResult, Stage, fit
 
 Batch = tuple[dict[str, tuple[Tensor, Tensor, Tensor]], Tensor | None]
@@ -76,6 +79,10 @@ def train_backbones(
     def loss(batch: Batch) -> tuple[Tensor, dict[str, float]]:
         return training_loss(model, data, cast(Any, batch[0]), batch[1])
 
+    def shard(batch: Batch, world: World) -> Sharded[Batch]:
+        triples, weight = split_rows(batch[0], world)
+        return (triples, batch[1]), weight
+
     def val_ndcg() -> float:
         val = validate(model, data, scorer, k, cfg.evaluation.batch_size)
         return sum(val.values()) / len(val)
@@ -93,6 +100,7 @@ def train_backbones(
         generators={"sampler": gen},
         on_epoch=model.set_epoch,
         task=task,
+        shard=shard,
     )
     result = fit(stage, checkpoints, report)
     model.set_epoch(max(result.best_epoch, 0))

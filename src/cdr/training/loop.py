@@ -16,7 +16,15 @@ its models):
   A resumed run skips finished stages and continues an interrupted one at the epoch after
   its last checkpoint, with every RNG where it was: the final metrics equal an
   uninterrupted run's, byte for byte;
-- progress reports (losses, validation value) to the run's reporter.
+- progress reports (losses, validation value) to the run's reporter;
+- data-parallel training when the process is one rank of a torchrun job
+  (``cdr.training.distributed``): every rank draws the same global batch and keeps its
+  chunk of rows (``Stage.shard``), one all-reduce per step sums the row-weighted gradients,
+  loss and parts, so all ranks take the same step; validation runs on rank 0 and its value
+  is broadcast (the same early-stopping decision everywhere); rank 0 alone writes
+  checkpoints and reports. A checkpoint holds the plain module state and the shared RNG
+  states, nothing per rank, so a run resumes with any number of ranks. With one process
+  the loop runs exactly as it did without any of this.
 """
 
 from __future__ import annotations
@@ -30,7 +38,7 @@ import attrs
 import torch
 from torch import Tensor, nn
 
-from cdr.errors import DivergenceError
+from cdr.errors import CompositionError, DivergenceError
 from cdr.progress import Reporter, null_reporter
 from cdr.training.checkpoint import (
     SUFFIX,
@@ -38,6 +46,18 @@ from cdr.training.checkpoint import (
     rng_state,
     save_checkpoint,
     set_rng_state,
+)
+from cdr.training.distributed import (
+    Shard,
+    World,
+    current_world,
+    reduce_step,
+    shared_value,
+    split_rows,
+    sync_module,
+    sync_random_state,
+    trained_parameters,
+    uneven,
 )
 from cdr.training.early_stopping import EarlyStopping
 
@@ -78,7 +98,13 @@ class FitResult:
 
 @attrs.frozen
 class Stage(Generic[B]):
-    """One training stage: ``name`` keys its checkpoints and names it in errors."""
+    """One training stage: ``name`` keys its checkpoints and names it in errors.
+
+    ``shard``: this rank's part of a batch and its weight under data-parallel training
+    (``cdr.training.distributed``); the default cuts every tensor of the batch along its
+    rows, exact for a loss that is a mean over the rows plus terms that do not depend on
+    them. None: the batch cannot be split (a ``CompositionError`` under torchrun).
+    """
 
     name: str
     module: nn.Module
@@ -90,6 +116,7 @@ class Stage(Generic[B]):
     generators: Mapping[str, torch.Generator] = attrs.field(factory=dict)
     on_epoch: Callable[[int], None] | None = None
     task: str | None = None
+    shard: Shard[B] | None = split_rows
 
 
 def _paths(directory: Path, name: str) -> tuple[Path, Path]:
@@ -104,13 +131,26 @@ def _restore_common(stage: Stage[Any], state: Mapping[str, Any]) -> None:
 
 
 def fit(
-    stage: Stage[B], checkpoints: Path | None = None, report: Reporter = null_reporter
+    stage: Stage[B],
+    checkpoints: Path | None = None,
+    report: Reporter = null_reporter,
+    world: World | None = None,
 ) -> FitResult:
     """Train ``stage`` (see the module docstring); ``checkpoints``: the run's checkpoint
-    directory (None: no checkpoints, no resume)."""
+    directory (None: no checkpoints, no resume); ``world``: the data-parallel job this
+    process is a rank of (default: the joined torch.distributed group, else one process)."""
+    world = current_world() if world is None else world
+    if world.distributed and stage.shard is None:
+        raise CompositionError(
+            f"stage {stage.name!r}: its batches cannot be split across {world.size} ranks",
+            hint="run it in one process (without --nproc / torchrun)",
+        )
+    if not world.is_main:
+        report = null_reporter
     task = stage.task or stage.name
     budget = stage.budget
     last_path = done_path = None
+    world.barrier()  # no rank reads a checkpoint that rank 0 is still writing
     if checkpoints is not None:
         last_path, done_path = _paths(checkpoints, stage.name)
         if done_path.exists():
@@ -137,6 +177,9 @@ def fit(
         stopper.best, stopper.best_epoch, stopper.bad_epochs = s["best"], s["best_epoch"], s["bad"]
         stopper.best_state = state.get("best_state")
         start = int(state["epoch"]) + 1
+    sync_module(world, stage.module)
+    sync_random_state(world, stage.generators)
+    params = trained_parameters(stage.optimizer) if world.distributed else []
     report(task, advance=start, total=budget.epochs)
     resumed_at, epoch, stop = start, start - 1, False
     for epoch in range(start, budget.epochs):
@@ -146,6 +189,16 @@ def fit(
         sums: dict[str, float] = {}
         steps = 0
         for step, batch in enumerate(stage.batches(epoch)):
+            if world.distributed:
+                value, shared = _parallel_step(stage, batch, world, params)
+                if not math.isfinite(value):
+                    raise _diverged(stage.name, f"loss is {value}", epoch, step, last_path)
+                if stage.optimizer is not None:
+                    stage.optimizer.step()
+                steps += 1
+                for key, part in {"loss": value, **shared}.items():
+                    sums[key] = sums.get(key, 0.0) + float(part)
+                continue
             out = stage.loss(batch)
             loss, parts = out if isinstance(out, tuple) else (out, {})
             value = float(loss.detach())
@@ -168,12 +221,14 @@ def fit(
             assert stage.validate is not None
             stage.module.eval()
             with torch.no_grad():
-                val = float(stage.validate())
+                val = shared_value(world, stage.validate)
+            # rank 0 alone validated: every rank takes its random state again
+            sync_random_state(world, stage.generators)
             if math.isnan(val):
                 raise _diverged(stage.name, "validation value is nan", epoch, None, last_path)
             info["val"] = val
             stop = stopper.step(val, epoch, stage.module)
-        if last_path is not None and (evaluate or stage.validate is None):
+        if last_path is not None and world.is_main and (evaluate or stage.validate is None):
             save_checkpoint(
                 last_path,
                 {
@@ -201,7 +256,7 @@ def fit(
         epoch + 1,
         resumed_at,
     )
-    if done_path is not None and last_path is not None:
+    if done_path is not None and last_path is not None and world.is_main:
         save_checkpoint(
             done_path,
             {
@@ -216,7 +271,29 @@ def fit(
             },
         )
         last_path.unlink(missing_ok=True)
+    world.barrier()  # the other ranks wait for rank 0's checkpoint
     return result
+
+
+def _parallel_step(
+    stage: Stage[B], batch: B, world: World, params: list[nn.Parameter]
+) -> tuple[float, dict[str, float]]:
+    """This rank's share of one step of the global ``batch``: its rows' loss and gradient,
+    summed with the other ranks' (row-weighted) in one all-reduce; the global loss and
+    parts. The caller checks the loss and steps the optimizer (the same on every rank)."""
+    assert stage.shard is not None  # checked by fit
+    try:
+        part, weight = stage.shard(batch, world)
+    except CompositionError as exc:
+        raise CompositionError(f"stage {stage.name!r}: {exc}", hint=exc.hint) from None
+    out = stage.loss(part)
+    loss, parts = out if isinstance(out, tuple) else (out, {})
+    if stage.optimizer is not None:
+        stage.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+    # unequal shards drew different amounts of randomness: all take rank 0's afterwards
+    sync = stage.generators if uneven(weight, world) else None
+    return reduce_step(world, params, loss, parts, weight, sync)
 
 
 def _finite(module: nn.Module) -> bool:
