@@ -109,11 +109,13 @@ def lecun_uniform_(weight: Tensor, generator: torch.Generator) -> Tensor:
 def draw_negatives(
     users: Tensor, pool: Tensor, keys: Tensor, num_items: int, count: int, gen: torch.Generator
 ) -> Tensor:
-    """[B, count] items drawn uniformly from ``pool`` [P], redrawn (vectorised, a few
-    rounds) where (user, item) is a training edge (``keys``: sorted ``user * I + item``)."""
+    """[B, count] items drawn uniformly from ``pool`` [P], redrawn (vectorised, up to 32
+    rounds, each over the remaining clashes only) where (user, item) is a training edge
+    (``keys``: sorted ``user * I + item``); a user whose positives cover the pool keeps
+    clashing draws."""
     users = users.cpu()[:, None].expand(-1, count)  # [B, count]
     neg = pool[torch.randint(pool.numel(), users.shape, generator=gen)]
-    for _ in range(5):
+    for _ in range(32):
         key = users * num_items + neg
         at = torch.searchsorted(keys, key).clamp(max=max(keys.numel() - 1, 0))
         clash = keys[at] == key if keys.numel() else torch.zeros_like(key, dtype=torch.bool)
