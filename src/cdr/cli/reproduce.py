@@ -22,6 +22,17 @@ def reproduce(
         list[str] | None, typer.Option("--table", "-t", help="Only these tables (repeatable).")
     ] = None,
     set_: SetOpt = None,
+    tune_trials: Annotated[
+        int,
+        typer.Option(
+            help="Tune every method first: this many Optuna trials each on validation data "
+            "(0: the tables' settings as they are)."
+        ),
+    ] = 0,
+    tune_space: Annotated[
+        Path | None,
+        typer.Option(help="Search space TOML (default: the one cdr ships for the paper)."),
+    ] = None,
 ) -> None:
     """Run a paper's tables (3 seeds, mean +- std) and write Markdown + CSV + PNG.
 
@@ -31,6 +42,8 @@ def reproduce(
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]
     except ValueError as exc:
         raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers") from exc
+    if tune_trials < 0:
+        raise ConfigError(f"--tune-trials: {tune_trials} must be 0 or more")
     out_dir = out or Path("results") / paper
     with reporter() as progress:
         markdown = run_reproduce(
@@ -41,6 +54,8 @@ def reproduce(
             overrides=set_ or [],
             only=table or [],
             reporter=progress,
+            tune_trials=tune_trials,
+            tune_space=tune_space,
         )
     console.print(markdown.read_text())
     console.print(f"wrote {markdown}, {markdown.with_suffix('.csv')}")

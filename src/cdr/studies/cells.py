@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import re
+import tomllib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from cdr.config.loading import apply_overrides, default_data, merge, structure_experiment
+from cdr.config.loading import (
+    apply_overrides,
+    config_to_toml,
+    default_data,
+    merge,
+    structure_experiment,
+)
+from cdr.errors import ConfigError
 from cdr.experiment import RunRecord, resume_experiment, run_experiment, run_status
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
+from cdr.runs import CONFIG
 
 
 @attrs.frozen
@@ -64,6 +73,7 @@ def run_cells(
         )
         run_dir = out_dir / cell.dirname
         if run_dir.exists() and run_status(run_dir):
+            check_same_config(run_dir, cfg, registry)
             record = resume_experiment(run_dir, registry, reporter=reporter)
         else:
             if run_dir.exists():  # created but never started: nothing to keep
@@ -74,3 +84,21 @@ def run_cells(
         results.append(CellResult(cell, record))
         report("study cells")
     return results
+
+
+def check_same_config(run_dir: Path, cfg: Any, registry: Registry) -> None:
+    """A cell's run directory is resumed only if it was run with the cell's config: a
+    study re-run with other overrides (a tuned setting, a ``--set``) must not read back a
+    stale result under the same label."""
+    path = run_dir / CONFIG
+    if not path.exists():
+        return  # resume_experiment says what is wrong with the directory
+    try:
+        stored = tomllib.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return
+    if stored != tomllib.loads(config_to_toml(cfg, registry)):
+        raise ConfigError(
+            f"{run_dir}: was run with another config than this study's cell "
+            f"{run_dir.name!r}; remove it or use another --out"
+        )

@@ -14,6 +14,7 @@ from cdr.runs import atomic_write_bytes, atomic_write_text
 from cdr.studies.papers import TABLES
 from cdr.studies.sweep import write_csv
 from cdr.studies.tables import TableResult, TableSpec, render_markdown, run_table, table_rows
+from cdr.studies.tuned import render_tuned, tune_methods, with_tuned
 
 
 def reproduce(
@@ -25,20 +26,40 @@ def reproduce(
     overrides: Sequence[str] = (),
     only: Sequence[str] = (),
     reporter: Reporter | None = None,
+    tune_trials: int = 0,
+    tune_space: Path | None = None,
 ) -> Path:
-    """Run ``paper``'s tables (or the ``only`` ones) and write ``out_dir/<paper>.md``."""
+    """Run ``paper``'s tables (or the ``only`` ones) and write ``out_dir/<paper>.md``.
+
+    ``tune_trials`` > 0: every method row is first tuned on validation data with that many
+    trials (``cdr.studies.tuned``), and its cells run with the chosen settings."""
     if paper not in TABLES:
         raise ConfigError(f"paper: {paper!r} is not one of {', '.join(TABLES)}")
     specs = [s for s in TABLES[paper] if not only or s.name in only]
     if not specs:
         known = ", ".join(s.name for s in TABLES[paper])
         raise ConfigError(f"--table: none of {', '.join(only)} is a table of {paper} ({known})")
-    results: list[TableResult] = []
-    for spec in specs:
-        spec = TableSpec(
-            spec.name, spec.title, spec.rows, spec.columns, spec.metrics, (*spec.base, *overrides)
+    specs = [
+        TableSpec(s.name, s.title, s.rows, s.columns, s.metrics, (*s.base, *overrides))
+        for s in specs
+    ]
+    tuned_section = ""
+    cells = out_dir / "cells"
+    if tune_trials > 0:
+        chosen = tune_methods(
+            specs,
+            paper,
+            trials=tune_trials,
+            seed=seeds[0],
+            registry=registry,
+            out_dir=out_dir,
+            space_path=tune_space,
+            reporter=reporter,
         )
-        results.append(run_table(spec, None, seeds, registry, out_dir / "cells", reporter=reporter))
+        specs = [with_tuned(s, chosen) for s in specs]
+        tuned_section = render_tuned(chosen, tune_trials, seeds[0])
+        cells = out_dir / "cells-tuned"
+    results = [run_table(s, None, seeds, registry, cells, reporter=reporter) for s in specs]
     seed_text = ",".join(map(str, seeds))
     parts = [
         f"# {paper}: reproduction on this machine\n",
@@ -47,6 +68,8 @@ def reproduce(
         + ".\n",
     ]
     parts += [render_markdown(r, seeds) for r in results]
+    if tuned_section:
+        parts.append(tuned_section)
     plot = out_dir / f"{paper}.png"
     if _plot(results, plot):
         parts.append(f"![{paper}]({plot.name})\n")
