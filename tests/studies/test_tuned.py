@@ -120,3 +120,54 @@ def test_a_cell_run_with_another_config_is_not_read_back(tmp_path: Path) -> None
     assert len(support.CALLS) == calls  # the same config: read back
     with pytest.raises(ConfigError, match="was run with another config"):
         run_cells(base, [Cell("t|MF|all", ("trainer.lr=0.01",), 0)], registry, tmp_path)
+
+
+def test_a_sensitivity_row_keeps_its_own_value_and_takes_the_rest_from_its_source() -> None:
+    from cdr.studies.tuned import TunedMethod, needed_specs
+
+    music = TableSpec("table2", "m", (("MuSiC", ("generator.kind=ddpm",)),), (), ("rmse",))
+    fig = TableSpec(
+        "fig3",
+        "T",
+        (("T=2", ("generator.kind=ddpm", "generator.steps=2")),),
+        (),
+        ("rmse",),
+        tuned_from="table2:MuSiC",
+    )
+    tuned = TunedMethod(
+        "MuSiC", ("generator.steps=20", "trainer.lr=0.001"), "val_rmse", 0.9, 4, "study"
+    )
+    chosen = {("table2", "MuSiC"): tuned}
+    row = with_tuned(fig, chosen).rows[0][1]
+    assert row == ("generator.kind=ddpm", "generator.steps=2", "trainer.lr=0.001")
+    assert with_tuned(music, chosen).rows[0][1] == ("generator.kind=ddpm", *tuned.overrides)
+    # asking for the figure alone still tunes the method it takes its settings from
+    assert [s.name for s in needed_specs([fig], [music, fig])] == ["fig3", "table2"]
+    with pytest.raises(ConfigError, match="is no table"):
+        needed_specs([fig], [fig])
+
+
+def test_music_figures_vary_t_and_the_activation_of_a_tuned_music() -> None:
+    from cdr.studies.papers import TABLES
+
+    figs = {s.name: s for s in TABLES["music"] if s.name.startswith("fig")}
+    assert [label for label, _ in figs["fig3"].rows] == ["T=2", "T=5", "T=10", "T=20", "T=50"]
+    assert [label for label, _ in figs["fig4"].rows] == ["tanh", "relu", "softmax"]
+    assert all(s.tuned_from == "table2:MuSiC" for s in figs.values())
+    assert figs["fig4"].rows[1][1][-1] == "heads.activation=relu"
+
+
+def test_a_sensitivity_figure_is_drawn_from_the_table(tmp_path: Path) -> None:
+    from cdr.studies.reproduce import _plot_sensitivity
+    from cdr.studies.tables import TableResult
+
+    spec = TableSpec(
+        "fig3", "T", (("T=2", ()), ("T=5", ())), (("b=0.2", ()), ("b=0.5", ())), ("rmse",)
+    )
+    values = {
+        (row, col): {"rmse": [1.0 + i, 1.2 + i]}
+        for i, row in enumerate(("T=2", "T=5"))
+        for col in ("b=0.2", "b=0.5")
+    }
+    _plot_sensitivity(TableResult(spec, values, {}), tmp_path / "fig.png")
+    assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"

@@ -7,14 +7,16 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
+import attrs
+
 from cdr.errors import ConfigError
 from cdr.progress import Reporter
 from cdr.registry import Registry
 from cdr.runs import atomic_write_bytes, atomic_write_text
 from cdr.studies.papers import TABLES
 from cdr.studies.sweep import write_csv
-from cdr.studies.tables import TableResult, TableSpec, render_markdown, run_table, table_rows
-from cdr.studies.tuned import render_tuned, tune_methods, with_tuned
+from cdr.studies.tables import TableResult, render_markdown, run_table, table_rows
+from cdr.studies.tuned import needed_specs, render_tuned, tune_methods, with_tuned
 
 
 def reproduce(
@@ -39,15 +41,13 @@ def reproduce(
     if not specs:
         known = ", ".join(s.name for s in TABLES[paper])
         raise ConfigError(f"--table: none of {', '.join(only)} is a table of {paper} ({known})")
-    specs = [
-        TableSpec(s.name, s.title, s.rows, s.columns, s.metrics, (*s.base, *overrides))
-        for s in specs
-    ]
+    specs = [attrs.evolve(s, base=(*s.base, *overrides)) for s in specs]
     tuned_section = ""
     cells = out_dir / "cells"
     if tune_trials > 0:
+        every = [attrs.evolve(s, base=(*s.base, *overrides)) for s in TABLES[paper]]
         chosen = tune_methods(
-            specs,
+            needed_specs(specs, every),
             paper,
             trials=tune_trials,
             seed=seeds[0],
@@ -71,8 +71,14 @@ def reproduce(
     if tuned_section:
         parts.append(tuned_section)
     plot = out_dir / f"{paper}.png"
-    if _plot(results, plot):
+    tables = [r for r in results if not r.spec.name.startswith("fig")]
+    if tables and _plot(tables, plot):
         parts.append(f"![{paper}]({plot.name})\n")
+    for result in results:
+        if result.spec.name.startswith("fig"):
+            figure = out_dir / f"{paper}-{result.spec.name}.png"
+            _plot_sensitivity(result, figure)
+            parts.append(f"![{result.spec.title}]({figure.name})\n")
     markdown = out_dir / f"{paper}.md"
     atomic_write_text(markdown, "\n".join(parts))
     write_csv(out_dir / f"{paper}.csv", [row for r in results for row in table_rows(r)])
@@ -136,3 +142,39 @@ def _plot(results: Sequence[TableResult], path: Path) -> bool:
     plt.close(fig)
     atomic_write_bytes(path, buffer.getvalue())
     return True
+
+
+def _plot_sensitivity(result: TableResult, path: Path) -> None:
+    """A sensitivity figure: each metric (a panel) against the varied setting (the rows),
+    one line per condition (the columns), mean with the std over seeds as error bars."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    spec = result.spec
+    metrics = spec.metrics
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.5 * len(metrics), 3.6), squeeze=False)
+    labels = [row for row, _ in spec.rows]
+    for ax, metric in zip(axes[0], metrics, strict=True):
+        for column, _ in spec.columns:
+            stats = [result.mean_std(row, column, metric) for row in labels]
+            ax.errorbar(
+                range(len(labels)),
+                [m for m, _ in stats],
+                yerr=[sd for _, sd in stats],
+                marker="o",
+                ms=3,
+                capsize=2,
+                label=column,
+            )
+        ax.set_xticks(range(len(labels)), labels)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(spec.title, fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120)
+    plt.close(fig)
+    atomic_write_bytes(path, buffer.getvalue())

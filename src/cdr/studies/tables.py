@@ -26,7 +26,10 @@ SEP = " | "
 
 @attrs.frozen
 class TableSpec:
-    """rows / columns: (label, overrides); metrics: metric keys shown per column."""
+    """rows / columns: (label, overrides); metrics: metric keys shown per column.
+    tuned_from: ``"table:row"`` when tuning (``cdr reproduce --tune-trials``) gives every
+    row that method's chosen settings instead of a study of its own (a sensitivity study
+    varies one parameter of a tuned model)."""
 
     name: str
     title: str
@@ -34,6 +37,7 @@ class TableSpec:
     columns: tuple[tuple[str, tuple[str, ...]], ...]
     metrics: tuple[str, ...]
     base: tuple[str, ...] = ()
+    tuned_from: str = ""
 
 
 @attrs.frozen
@@ -183,8 +187,7 @@ def table_rows(result: TableResult) -> list[dict[str, Any]]:
     rows = []
     first = result.spec.rows[0][0]
     labelled = [(row, row, "") for row, _ in result.spec.rows] + [
-        (first, f"reference: {LABELS[name]}", f"{PREFIX}/{name}/")
-        for name in result.references()
+        (first, f"reference: {LABELS[name]}", f"{PREFIX}/{name}/") for name in result.references()
     ]
     for row, method, prefix in labelled:
         for column, _ in result.spec.columns:

@@ -94,6 +94,8 @@ def tune_methods(
     chosen: dict[tuple[str, str], TunedMethod] = {}
     by_config: dict[str, TunedMethod] = {}
     for spec in specs:
+        if spec.tuned_from:
+            continue  # its rows take another method's settings (with_tuned)
         first_column = spec.columns[0][1] if spec.columns else ()
         for label, row in spec.rows:
             method = (*spec.base, *row, *first_column, *overrides)
@@ -101,13 +103,16 @@ def tune_methods(
             if key not in by_config:
                 base = apply_overrides(default_data(), [*method, *seed_overrides(seed)])
                 cfg = structure_experiment(base, registry)
-                check_space(space, base, registry)
+                fixed = set_keys(method)
+                free = tuple(p for p in space.params if p.key not in fixed)
+                own = attrs.evolve(space, params=free)
+                check_space(own, base, registry)
                 metric = default_metric(cfg, registry)
                 out = out_dir / "tuning" / f"{_slug(label)}-{key}"
                 settings = TuneSettings(
                     out=out.resolve(),
                     base=base,
-                    space=space,
+                    space=own,
                     trials=trials,
                     metric=metric,
                     direction=default_direction(metric),
@@ -148,14 +153,47 @@ def write_tuned(
     atomic_write_text(path, tomli_w.dumps(json.loads(json.dumps(data))))
 
 
+def set_keys(overrides: Sequence[str]) -> set[str]:
+    """The dotted keys a list of ``key=value`` overrides sets."""
+    return {o.split("=", 1)[0].strip() for o in overrides}
+
+
+def source_of(spec: TableSpec, label: str) -> tuple[str, str]:
+    """Whose tuned settings row ``label`` of ``spec`` takes: its own, or ``tuned_from``'s."""
+    if not spec.tuned_from:
+        return spec.name, label
+    table, _, row = spec.tuned_from.partition(":")
+    return table, row
+
+
 def with_tuned(spec: TableSpec, chosen: dict[tuple[str, str], TunedMethod]) -> TableSpec:
-    """``spec`` whose rows carry their chosen settings after their own overrides."""
-    rows = tuple(
-        (label, (*row, *chosen[(spec.name, label)].overrides)) if (spec.name, label) in chosen
-        else (label, row)
-        for label, row in spec.rows
-    )  # fmt: skip
-    return attrs.evolve(spec, rows=rows)
+    """``spec`` whose rows carry their chosen settings after their own overrides; a key
+    the row (or the table's base) sets itself keeps the row's value (the T of a T study)."""
+    rows = []
+    for label, row in spec.rows:
+        method = chosen.get(source_of(spec, label))
+        if method is None:
+            rows.append((label, row))
+            continue
+        fixed = set_keys((*spec.base, *row))
+        tuned = tuple(o for o in method.overrides if o.split("=", 1)[0] not in fixed)
+        rows.append((label, (*row, *tuned)))
+    return attrs.evolve(spec, rows=tuple(rows))
+
+
+def needed_specs(specs: Sequence[TableSpec], every: Sequence[TableSpec]) -> list[TableSpec]:
+    """``specs`` plus the tables (from ``every``) whose methods they take settings from."""
+    names = {s.name for s in specs}
+    extra = []
+    for spec in specs:
+        table = spec.tuned_from.partition(":")[0]
+        if table and table not in names:
+            found = next((s for s in every if s.name == table), None)
+            if found is None:
+                raise ConfigError(f"table {spec.name}: tuned_from {spec.tuned_from!r} is no table")
+            extra.append(found)
+            names.add(table)
+    return [*specs, *extra]
 
 
 def render_tuned(chosen: dict[tuple[str, str], TunedMethod], trials: int, seed: int) -> str:
