@@ -171,3 +171,27 @@ def test_a_sensitivity_figure_is_drawn_from_the_table(tmp_path: Path) -> None:
     }
     _plot_sensitivity(TableResult(spec, values, {}), tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_papers_run_on_a_second_dataset_with_the_real_encoders() -> None:
+    from cdr.config.loading import apply_overrides, default_data, structure_experiment
+    from cdr.studies.papers import tables_for
+
+    registry = Registry()
+    music = {s.name: s for s in tables_for("music", "synthetic")}
+    rows = dict(music["table2"].rows)
+    assert "encoders.item.kind=fusion" in rows["MuSiC"]
+    assert "encoders.user.kind=llm" in rows["MuSiC"]
+    assert "encoders.item.kind=id" in rows["EMCDR"]
+    assert "encoders.user.kind=llm" not in rows["EMCDR"]
+    for spec in (*music.values(), *tables_for("micrec", "synthetic")):
+        assert "dataset.kind=synthetic" in spec.base
+        assert not any("ml-100k" in o for o in spec.base)
+        for _, row in spec.rows:
+            cfg = structure_experiment(
+                apply_overrides(default_data(), [*spec.base, *row]), registry
+            )
+            assert cfg.dataset.kind == "synthetic"
+    assert tables_for("music") == tables_for("music", "ml-100k-genres")
+    with pytest.raises(ConfigError, match="--dataset: 'amazon' is not one of"):
+        tables_for("music", "amazon")

@@ -29,6 +29,10 @@ def reproduce(
             "(0: the tables' settings as they are)."
         ),
     ] = 0,
+    dataset: Annotated[
+        str | None,
+        typer.Option(help="ml-100k-genres (default) or synthetic (see docs/results.md)."),
+    ] = None,
     tune_space: Annotated[
         Path | None,
         typer.Option(help="Search space TOML (default: the one cdr ships for the paper)."),
@@ -44,7 +48,7 @@ def reproduce(
         raise ConfigError(f"--seeds {seeds!r}: expected comma-separated integers") from exc
     if tune_trials < 0:
         raise ConfigError(f"--tune-trials: {tune_trials} must be 0 or more")
-    out_dir = out or Path("results") / paper
+    out_dir = out or Path("results") / paper / (dataset or "")
     with reporter() as progress:
         markdown = run_reproduce(
             paper,
@@ -56,6 +60,7 @@ def reproduce(
             reporter=progress,
             tune_trials=tune_trials,
             tune_space=tune_space,
+            dataset=dataset,
         )
     console.print(markdown.read_text())
     console.print(f"wrote {markdown}, {markdown.with_suffix('.csv')}")

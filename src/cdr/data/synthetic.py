@@ -75,6 +75,11 @@ PRESETS: dict[str, dict[str, float | int | bool]] = {
     "default": dict(num_users=2000, overlap_fraction=0.5, side_fraction=0.3,
                     source_items=800, target_items=800, interactions_per_user=16.0,
                     images=True, image_size=64),
+    # Task 1's proportions (8.3% overlapping, 31% auxiliary-only users) at a size the
+    # real encoders (LLM reviews, image + text items) handle on a CPU in minutes
+    "task1-small": dict(num_users=4000, overlap_fraction=2165 / 26172,
+                        side_fraction=8127 / 26172, source_items=1000, target_items=1000,
+                        interactions_per_user=20.0, images=True, image_size=32),
     "task1": dict(num_users=26172, overlap_fraction=2165 / 26172, side_fraction=8127 / 26172,
                   source_items=156884, target_items=159997, interactions_per_user=49.0,
                   images=False, image_size=64),

@@ -12,6 +12,9 @@ reasonable time; raise them with ``--set``.
 
 from __future__ import annotations
 
+import attrs
+
+from cdr.errors import ConfigError
 from cdr.evaluation.inductive import NDCG_CURVE_KS
 from cdr.studies.tables import TableSpec
 
@@ -217,3 +220,57 @@ TABLES: dict[str, tuple[TableSpec, ...]] = {
         ),
     ),
 }
+
+
+@attrs.frozen
+class DatasetVariant:
+    """A paper's tables on another dataset: ``base`` replaces the tables' ``dataset.*``
+    overrides; ``substitutions`` replace an override (in bases and rows) by others."""
+
+    name: str
+    base: tuple[str, ...]
+    substitutions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def apply(self, spec: TableSpec) -> TableSpec:
+        subs = dict(self.substitutions)
+
+        def swap(overrides: tuple[str, ...]) -> tuple[str, ...]:
+            return tuple(new for o in overrides for new in subs.get(o, (o,)))
+
+        base = (*self.base, *(o for o in swap(spec.base) if not o.startswith("dataset.")))
+        rows = tuple((label, swap(row)) for label, row in spec.rows)
+        return attrs.evolve(spec, base=base, rows=rows)
+
+
+#: the datasets ``cdr reproduce PAPER --dataset NAME`` runs on (the first is the default).
+#: ``synthetic`` for MuSiC: the embedded planted dataset with Task 1's proportions (many
+#: side users; items with text and drawn images; users with reviews), MuSiC's features from
+#: the real encoders (``llm`` over users' reviews, ``fusion`` = image + LLM text for items);
+#: for MICRec: the default synthetic set in the inductive split, items with text and
+#: images, so that w/o VIS and w/o TXT differ from MICRec.
+DATASETS: dict[str, tuple[DatasetVariant, ...]] = {
+    "music": (
+        DatasetVariant("ml-100k-genres", ("dataset.kind=ml-100k-genres",)),
+        DatasetVariant(
+            "synthetic",
+            ("dataset.kind=synthetic", "dataset.size=task1-small"),
+            (("encoders.item.kind=plm", ("encoders.item.kind=fusion", "encoders.user.kind=llm")),),
+        ),
+    ),
+    "micrec": (
+        DatasetVariant("ml-100k-genres", ("dataset.kind=ml-100k-genres",)),
+        DatasetVariant("synthetic", ("dataset.kind=synthetic", "dataset.size=default")),
+    ),
+    "compose": (DatasetVariant("ml-100k-genres", ("dataset.kind=ml-100k-genres",)),),
+}
+
+
+def tables_for(paper: str, dataset: str | None = None) -> tuple[TableSpec, ...]:
+    """``paper``'s tables on ``dataset`` (None: the paper's default dataset)."""
+    if paper not in TABLES:
+        raise ConfigError(f"paper: {paper!r} is not one of {', '.join(TABLES)}")
+    variants = {v.name: v for v in DATASETS[paper]}
+    name = dataset or DATASETS[paper][0].name
+    if name not in variants:
+        raise ConfigError(f"--dataset: {name!r} is not one of {', '.join(variants)} for {paper}")
+    return tuple(variants[name].apply(spec) for spec in TABLES[paper])
