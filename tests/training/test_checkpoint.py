@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import pickle
+import re
 import stat
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
 
 from cdr.errors import RunError
+from cdr.training import checkpoint
 from cdr.training.checkpoint import load_checkpoint, save_checkpoint
 
 
@@ -105,3 +110,89 @@ def test_damaged_checkpoints_are_one_line_run_errors(tmp_path: Path, damage: str
     with pytest.raises(RunError) as info:
         load_checkpoint(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)
+
+
+def _with_header(path: Path, metadata: dict[str, str], tensors: dict | None = None) -> Path:
+    """A safetensors file carrying ``metadata`` as its header (and ``tensors``)."""
+    from safetensors.torch import save_file
+
+    save_file(tensors or {}, str(path), metadata=metadata)
+    return path
+
+
+def test_a_missing_nested_tensor_names_the_file(tmp_path: Path) -> None:
+    """The tensor sits in a list in a dict in a tuple in the top-level dict: the message
+    names the file from every depth."""
+    path = tmp_path / "c.safetensors"
+    save_checkpoint(path, {"x": ({"y": [torch.ones(2)]},), "z": torch.zeros(1)})
+    with safe_open(str(path), framework="pt") as fh:
+        metadata = fh.metadata()
+    kept = {k: v for k, v in load_file(str(path)).items() if v.numel() == 1}  # drop ones(2)
+    _with_header(path, metadata, kept)
+    with pytest.raises(RunError, match=rf"^{re.escape(str(path))}: tensor '\S+' is missing"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "skeleton",
+    [
+        {"$d": [["a", {"$x": 1}]]},  # an unknown marker
+        {"$d": [["a", 1, 2]]},  # a pair of three
+        {"$d": [["a"]]},  # a pair of one
+        {"$d": [[[1], 2]]},  # an unhashable key
+        {"$d": [[1.5, 2]]},  # a float key
+        {"$d": "ab"},  # pairs that are not a list
+        {"$d": [["a", 1]], "$t": "k"},  # two markers
+        {"$f": "1.5"},  # not a special float
+        [1, 2],  # not a dict at the top
+    ],
+)
+def test_malformed_headers_are_named_one_line_errors(tmp_path: Path, skeleton: object) -> None:
+    path = _with_header(
+        tmp_path / "c.safetensors", {"format": "cdr-checkpoint/1", "cdr": json.dumps(skeleton)}
+    )
+    with pytest.raises(RunError, match=rf"^{re.escape(str(path))}: malformed checkpoint header$"):
+        load_checkpoint(path)
+
+
+def test_the_format_and_the_skeleton_are_both_required(tmp_path: Path) -> None:
+    good = json.dumps({"$d": [["epoch", 3]]})
+    other = _with_header(tmp_path / "a", {"format": "cdr-checkpoint/0", "cdr": good})
+    with pytest.raises(RunError, match=r"not a cdr checkpoint \(format 'cdr-checkpoint/0'\)"):
+        load_checkpoint(other)
+    bare = _with_header(tmp_path / "b", {"format": "cdr-checkpoint/1"})
+    with pytest.raises(RunError, match=r"not a cdr checkpoint \(format 'cdr-checkpoint/1'\)"):
+        load_checkpoint(bare)
+    ok = _with_header(tmp_path / "c", {"format": "cdr-checkpoint/1", "cdr": good})
+    assert load_checkpoint(ok) == {"epoch": 3}
+
+
+def test_an_unreadable_file_is_refused_with_the_parsers_first_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "junk.safetensors"
+    path.write_bytes(b"\x08\x00\x00\x00\x00\x00\x00\x00{broken}")
+    try:
+        with safe_open(str(path), framework="pt"):
+            pass
+    except Exception as exc:  # the parser's own words, first line
+        first = str(exc).splitlines()[0]
+    assert first
+    with pytest.raises(RunError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: not a cdr checkpoint ({first})"
+
+    def silent(*args: object, **kwargs: object) -> None:
+        raise OSError  # an error without a message is named by its type
+
+    monkeypatch.setattr(checkpoint, "safe_open", silent)
+    with pytest.raises(RunError) as info:
+        load_checkpoint(path)
+    assert str(info.value) == f"{path}: not a cdr checkpoint (OSError)"
+
+
+def test_a_bad_key_is_located_in_the_message(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"checkpoint \S*outer/inner: key True is not a str"):
+        save_checkpoint(tmp_path / "c.safetensors", {"outer": {"inner": {True: 1}}})
+    with pytest.raises(TypeError, match=r"checkpoint \S*outer: key \(1, 2\) is not a str"):
+        save_checkpoint(tmp_path / "c.safetensors", {"outer": {(1, 2): 1}})
