@@ -254,7 +254,18 @@ DATASETS: dict[str, tuple[DatasetVariant, ...]] = {
         DatasetVariant(
             "synthetic",
             ("dataset.kind=synthetic", "dataset.size=task1-small"),
-            (("encoders.item.kind=plm", ("encoders.item.kind=fusion", "encoders.user.kind=llm")),),
+            (
+                (
+                    "encoders.item.kind=plm",
+                    (
+                        "encoders.item.kind=fusion",
+                        "encoders.user.kind=llm",
+                        # SmolLM2 takes ~1.7 CPU s per user at 512 tokens x 10 reviews
+                        "encoders.user.max_length=128",
+                        "encoders.user.max_reviews=4",
+                    ),
+                ),
+            ),
         ),
     ),
     "micrec": (
