@@ -43,11 +43,13 @@ def toy_stage(
     rank: int = 0,
     interrupt_at: int | None = None,
     validated: list[int] | None = None,
+    draws: list[float] | None = None,
 ) -> tuple[Stage[Tensor], nn.Linear]:
-    """Float64 linear regression: 45 rows shuffled by a seeded generator into batches of 16,
-    16, 13 (13 splits 7 + 6 over two ranks); the loss draws randomness per row and once per
-    step (times zero: it changes no value, only the RNG). Rank != 0 starts from other
-    weights (the loop must broadcast rank 0's). ``validated`` collects validation epochs."""
+    """Float64 linear regression: 45 rows shuffled by a seeded generator into batches of 13,
+    16, 16 (13 splits 7 + 6 over two ranks); the loss draws randomness per row and once per
+    step (times zero: it changes no value, only the RNG), the latter kept in ``draws``.
+    Rank != 0 starts from other weights (the loop must broadcast rank 0's). ``validated``
+    collects validation epochs."""
     data = torch.Generator().manual_seed(1)
     x = torch.randn(60, 3, generator=data, dtype=torch.float64)
     y = x @ torch.tensor([1.0, -2.0, 0.5], dtype=torch.float64)
@@ -59,15 +61,18 @@ def toy_stage(
             model.weight.add_(1.0)
     gen = torch.Generator().manual_seed(2)
     seen = validated if validated is not None else []
+    drawn = draws if draws is not None else []
     epoch_now = [0]
 
     def batches(epoch: int) -> list[Tensor]:
         epoch_now[0] = epoch
-        return list(torch.randperm(45, generator=gen).split(16))
+        return list(torch.randperm(45, generator=gen).split([13, 16, 16]))
 
     def loss(rows: Tensor) -> tuple[Tensor, dict[str, float]]:
         mse = ((model(x[rows]).squeeze(1) - y[rows]) ** 2).mean()
-        noise = torch.rand(rows.numel(), dtype=torch.float64).sum() + torch.rand(())
+        shared = torch.rand((), dtype=torch.float64)  # the same on every rank, or wrong
+        drawn.append(float(shared))
+        noise = torch.rand(rows.numel(), dtype=torch.float64).sum() + shared
         return mse + 0.0 * noise, {"mse": float(mse.detach())}
 
     @torch.no_grad()
@@ -132,7 +137,8 @@ def _gradient_case(world: World) -> dict[str, Any]:
 
 def _fit_case(world: World, checkpoints: Path, interrupt_at: int | None) -> dict[str, Any]:
     validated: list[int] = []
-    stage, model = toy_stage(world.rank, interrupt_at, validated)
+    draws: list[float] = []
+    stage, model = toy_stage(world.rank, interrupt_at, validated, draws)
     recorder = Recorder()
     saves = [0]
     original = loop.save_checkpoint
@@ -157,6 +163,7 @@ def _fit_case(world: World, checkpoints: Path, interrupt_at: int | None) -> dict
         "params": params_of(model),
         "reports": recorder.epochs,
         "validated": validated,
+        "draws": draws,
         "saves": saves[0],
         "rng": torch.get_rng_state().tolist(),
         "generator": stage.generators["batches"].get_state().tolist(),

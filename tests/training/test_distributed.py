@@ -166,8 +166,10 @@ def test_rank_zero_alone_validates_and_checkpoints_and_ranks_share_their_random_
     assert main["validated"] == list(range(main["result"]["epochs_run"]))
     assert other["validated"] == []
     assert main["saves"] == main["result"]["epochs_run"] + 1 and other["saves"] == 0
-    # the last batch of every epoch splits 7 + 6 rows, each drawing per row: the ranks
-    # drew different amounts, yet end with the same global RNG and batch generator
+    # the first batch of every epoch splits 7 + 6 rows, each drawing per row: the ranks
+    # drew different amounts, yet draw the same afterwards and end with the same states
+    assert len(main["draws"]) == 3 * main["result"]["epochs_run"]
+    assert main["draws"] == other["draws"]
     assert main["rng"] == other["rng"] and main["generator"] == other["generator"]
 
 
