@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import torch
 from torch import Tensor, nn
@@ -80,9 +81,7 @@ def test_reports_task_totals_means_and_validation_values() -> None:
         assert ("val" in info) == (epoch in (1, 3, 4)), epoch
         if "val" in info:
             assert info["val"] == 10.0 - epoch
-    assert (result.best, result.best_epoch, result.epochs_run, result.resumed_at) == (
-        6.0, 4, 5, 0
-    )
+    assert (result.best, result.best_epoch, result.epochs_run, result.resumed_at) == (6.0, 4, 5, 0)
     assert not result.skipped
     assert {m for kind, m in modes if kind == "loss"} == {True}  # trains in train mode
     assert {m for kind, m in modes if kind == "validate"} == {False}  # validates in eval
@@ -104,7 +103,9 @@ def test_a_finished_stage_is_restored_not_rerun(tmp_path: Path) -> None:
     again = fit(_stage(epochs=3, eval_every=1), tmp_path, record)
     assert again.skipped and record.calls == [("toy", 3, 3, {})]
     assert (again.best, again.best_epoch, again.epochs_run) == (
-        first.best, first.best_epoch, first.epochs_run
+        first.best,
+        first.best_epoch,
+        first.epochs_run,
     )
     assert again.resumed_at == first.epochs_run
 
@@ -141,8 +142,13 @@ def test_nonfinite_parameters_stop_with_the_checkpoint_named(tmp_path: Path) -> 
         return ["ok"] if epoch == 0 else ["boom", "boom"]
 
     stage: Stage[Any] = Stage(
-        name="lin", module=module, optimizer=opt, batches=batches, loss=loss,
-        budget=Budget(3, 1, 5, "min"), validate=lambda: 1.0,
+        name="lin",
+        module=module,
+        optimizer=opt,
+        batches=batches,
+        loss=loss,
+        budget=Budget(3, 1, 5, "min"),
+        validate=lambda: 1.0,
     )
     with pytest.raises(DivergenceError) as err:
         fit(stage, tmp_path)
@@ -157,7 +163,10 @@ def test_early_stopping_from_scratch_in_both_modes() -> None:
 
     default = EarlyStopping(2)  # mode "max" by default
     assert (default.mode, default.best, default.best_epoch, default.bad_epochs) == (
-        "max", -math.inf, -1, 0
+        "max",
+        -math.inf,
+        -1,
+        0,
     )
     assert default.best_state is None
     assert EarlyStopping(2, mode="min").best == math.inf
@@ -253,8 +262,14 @@ def test_best_state_is_restored_and_epochs_are_announced(tmp_path: Path) -> None
     first_loss = float(loss(0).detach())
     record = _Recorder()
     stage: Stage[int] = Stage(
-        name="sgd", module=module, optimizer=opt, batches=batches, loss=loss,
-        budget=Budget(7, 3, 10, "max"), validate=lambda: -float(current[0]), on_epoch=on_epoch,
+        name="sgd",
+        module=module,
+        optimizer=opt,
+        batches=batches,
+        loss=loss,
+        budget=Budget(7, 3, 10, "max"),
+        validate=lambda: -float(current[0]),
+        on_epoch=on_epoch,
     )
     result = fit(stage, tmp_path, record)
     assert seen == list(range(7))
@@ -284,15 +299,112 @@ def test_best_at_epoch_zero_and_an_empty_budget(tmp_path: Path) -> None:
         return -float(current[0])
 
     stage: Stage[int] = Stage(
-        name="zero", module=module, optimizer=opt, batches=batches, loss=loss,
-        budget=Budget(4, 1, 10, "max"), validate=validate,
+        name="zero",
+        module=module,
+        optimizer=opt,
+        batches=batches,
+        loss=loss,
+        budget=Budget(4, 1, 10, "max"),
+        validate=validate,
     )
     result = fit(stage, tmp_path)
     assert (result.best, result.best_epoch) == (0.0, 0)
     torch.testing.assert_close(module.state_dict()["weight"], states[0]["weight"])
     empty = Stage(
-        name="empty", module=nn.Linear(1, 1), optimizer=None, batches=batches, loss=loss,
-        budget=Budget(0), validate=validate,
+        name="empty",
+        module=nn.Linear(1, 1),
+        optimizer=None,
+        batches=batches,
+        loss=loss,
+        budget=Budget(0),
+        validate=validate,
     )
     nothing = fit(empty, tmp_path)
     assert nothing.epochs_run == 0 and nothing.best_epoch == -1 and math.isnan(nothing.best)
+
+
+class _Interrupt(Exception):
+    """Raised from on_epoch: the run stops there, like a killed process."""
+
+
+def _sgd_stage(
+    epochs: int,
+    eval_every: int,
+    values: list[float] | None,
+    stop_at: int | None = None,
+    starts: list[dict[str, Tensor]] | None = None,
+) -> Stage[int]:
+    """One SGD step per epoch towards w = 5 (weights differ every epoch); validation
+    returns ``values[epoch]`` (mode min), or none; ``on_epoch`` records the weights each
+    epoch starts from and raises _Interrupt at ``stop_at``."""
+    torch.manual_seed(0)
+    module = nn.Linear(1, 1)
+    opt = torch.optim.SGD(module.parameters(), lr=0.1)
+    current = [0]
+
+    def on_epoch(epoch: int) -> None:
+        current[0] = epoch
+        if starts is not None:
+            starts.append({k: v.clone() for k, v in module.state_dict().items()})
+        if epoch == stop_at:
+            raise _Interrupt
+
+    def loss(_: int) -> Tensor:
+        return (module(torch.ones(1, 1)) - 5.0).square().sum()
+
+    return Stage(
+        name="cut",
+        module=module,
+        optimizer=opt,
+        batches=lambda epoch: [0],
+        loss=loss,
+        budget=Budget(epochs, eval_every, 10, "min"),
+        validate=None if values is None else (lambda: values[current[0]]),
+        on_epoch=on_epoch,
+    )
+
+
+def test_the_last_checkpoint_is_written_at_evaluations_or_every_epoch_without_them(
+    tmp_path: Path,
+) -> None:
+    from cdr.training.checkpoint import load_checkpoint
+
+    for name, eval_every, values, saved in (
+        ("plain", 1, None, 2),  # no validation: every epoch is kept
+        ("every2", 2, [5.0, 4.0, 3.0, 2.0, 1.0], 1),  # epochs 1, 3: the evaluated ones
+    ):
+        folder = tmp_path / name
+        with pytest.raises(_Interrupt):
+            fit(_sgd_stage(5, eval_every, values, stop_at=3), folder)
+        assert load_checkpoint(folder / "cut.last.safetensors")["epoch"] == saved, name
+        resumed = fit(_sgd_stage(5, eval_every, values), folder)
+        assert resumed.resumed_at == saved + 1 and resumed.epochs_run == 5, name
+
+
+def test_a_resumed_run_still_ends_on_its_best_weights(tmp_path: Path) -> None:
+    """Validation 3, 1, 2, 4, 5, 6 (min): the best is epoch 1, evaluated before the cut at
+    epoch 3; the resumed run must come back to epoch 1's weights (those epoch 2 started
+    from), as the uninterrupted run does."""
+    values = [3.0, 1.0, 2.0, 4.0, 5.0, 6.0]
+    starts: list[dict[str, Tensor]] = []
+    whole = _sgd_stage(6, 1, values, starts=starts)
+    result = fit(whole, tmp_path / "whole")
+    best = starts[2]["weight"]
+    torch.testing.assert_close(whole.module.state_dict()["weight"], best)
+    with pytest.raises(_Interrupt):
+        fit(_sgd_stage(6, 1, values, stop_at=3), tmp_path / "cut")
+    resumed_stage = _sgd_stage(6, 1, values)
+    resumed = fit(resumed_stage, tmp_path / "cut")
+    assert resumed.resumed_at == 3
+    assert (resumed.best, resumed.best_epoch) == (result.best, result.best_epoch) == (1.0, 1)
+    torch.testing.assert_close(resumed_stage.module.state_dict()["weight"], best)
+    assert not torch.equal(starts[-1]["weight"], best)  # the last weights are not the best
+
+
+def test_a_divergence_message_is_exactly_stage_what_and_epoch() -> None:
+    stage = _stage(epochs=3, eval_every=1)
+    bad = attrs.evolve(stage, validate=lambda: math.nan)
+    with pytest.raises(DivergenceError) as err:
+        fit(bad, None)
+    assert str(err.value) == "toy: validation value is nan at epoch 1"
+    assert err.value.hint == "lower the learning rate (trainer.lr) or check the input data"
