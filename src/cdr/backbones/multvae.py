@@ -242,10 +242,6 @@ class MultVAEBackbone(BackboneBase):
             z = torch.tanh(layer(z))
         return z
 
-    def logits(self, hidden: Tensor) -> Tensor:
-        """The decoder's last, linear layer: ``[B, H] -> [B, I]`` (``f_theta``)."""
-        return hidden @ self.output_weight.T + self.output_bias
-
     def represent(self, graph: Graph) -> tuple[Tensor, Tensor]:
         """users ``[U, H + 1] = [h(mu_u), 1]`` from each user's row of ``graph``; items
         ``[I, H + 1] = [W_i, b_i]`` (unseen items: the mean seen row, at inference)."""
@@ -282,13 +278,18 @@ class MultVAEBackbone(BackboneBase):
             weights = weights * keep.to(weights.device) / (1 - self.config.dropout)
         mu, logvar = self.encode(items, offsets, weights, users.numel())  # eq. 4: [B, K] each
         z = mu if eps is None else mu + eps.to(mu.device) * torch.exp(0.5 * logvar)
-        logits = self.logits(self.hidden(z))  # [B, I]
-        logits = logits.masked_fill(~self.seen_items, float("-inf"))
-        log_norm = torch.logsumexp(logits, dim=1)  # [B]
-        observed = torch.zeros_like(log_norm).index_add(0, row, logits[row, items])  # [B]
-        neg_ll = counts.float() * log_norm - observed  # -sum_i x_ui log pi_i: [B]
-        kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum(1)  # [B]
-        return (neg_ll + beta * kl).mean()
+        # the softmax runs over the seen items only: logits [B, I_s]
+        weight: Tensor = self.output_weight
+        bias: Tensor = self.output_bias
+        columns = items
+        seen = torch.nonzero(self.seen_items).flatten()  # [I_s]
+        if seen.numel() < self.num_items:
+            weight, bias = weight[seen], bias[seen]
+            columns = (torch.cumsum(self.seen_items, 0) - 1)[items]  # column among the seen
+        log_pi = F.log_softmax(torch.addmm(bias, self.hidden(z), weight.T), dim=1)  # [B, I_s]
+        neg_ll = -log_pi[row, columns].sum()  # sum_u -sum_i x_ui log pi_i (eq. 2)
+        kl = 0.5 * (-logvar + logvar.exp() + mu.pow(2) - 1).sum()  # sum_u KL_u
+        return (neg_ll + beta * kl) / users.numel()
 
     def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
         """The negative ELBO of the batch's distinct users (eq. 6 with the annealed beta);
