@@ -168,6 +168,8 @@ class RayCluster:
             context.enable_progress_bars = False  # progress goes through cdr's reporter
             context.enable_operator_progress_bars = False
             context.print_on_execution_start = False
+            # Ray Data logs each execution at INFO and says progress bars are off at WARNING
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         except BaseException:
             self.close()
             raise
@@ -406,7 +408,7 @@ def _run_chunks(
         },
         batch_size=1,
         batch_format="pyarrow",
-        concurrency=engine.num_workers,
+        compute=ray.data.ActorPoolStrategy(size=engine.num_workers),
         num_cpus=engine.cpus_per_worker,
         num_gpus=gpus,
     )
