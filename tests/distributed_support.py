@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor, nn
 
+from cdr.errors import DivergenceError
 from cdr.training import loop
 from cdr.training.distributed import World, reduce_step, split_rows
 from cdr.training.loop import Budget, Stage, fit
@@ -135,6 +137,34 @@ def _gradient_case(world: World) -> dict[str, Any]:
     }
 
 
+def _divergence_case(world: World) -> str:
+    """A nan in the last row: only the last rank's shard sees it; every rank must stop at
+    the same step with the same message (none may wait forever in a collective)."""
+    x, y, w0 = problem()
+    y = y.clone()
+    y[-1] = float("nan")
+    w = nn.Parameter(w0.clone())
+    module = nn.Module()
+    module.w = w
+
+    def loss(rows: Tensor) -> Tensor:
+        return ((x[rows] @ w - y[rows]) ** 2).mean()
+
+    stage: Stage[Tensor] = Stage(
+        name="nan",
+        module=module,
+        optimizer=torch.optim.SGD([w], lr=0.1),
+        batches=lambda _: [torch.arange(ROWS - 1), torch.arange(ROWS)],
+        loss=loss,
+        budget=Budget(2),
+    )
+    try:
+        fit(stage, None)
+    except DivergenceError as exc:
+        return str(exc)
+    return "no error"
+
+
 def _fit_case(world: World, checkpoints: Path, interrupt_at: int | None) -> dict[str, Any]:
     validated: list[int] = []
     draws: list[float] = []
@@ -174,13 +204,18 @@ def _rank(rank: int, size: int, out: str) -> None:
     os.environ["LOCAL_RANK"] = str(rank)
     torch.set_num_threads(1)
     folder = Path(out)
-    dist.init_process_group(
-        "gloo", init_method=f"file://{folder / 'rendezvous'}", rank=rank, world_size=size
+    dist.init_process_group(  # a rank left waiting in a collective fails within a minute
+        "gloo",
+        init_method=f"file://{folder / 'rendezvous'}",
+        rank=rank,
+        world_size=size,
+        timeout=timedelta(seconds=60),
     )
     try:
         world = World(rank, size, rank)
         report = {
             "gradient": _gradient_case(world),
+            "divergence": _divergence_case(world),
             "fit": _fit_case(world, folder / "full", None),
             "interrupted": _fit_case(world, folder / "cut", 4),
         }

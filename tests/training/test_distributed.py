@@ -130,6 +130,14 @@ def test_two_ranks_sum_to_the_full_batch_gradient_in_closed_form(
         assert case["unused_grad_is_none"]  # no gradient anywhere: Adam still skips it
 
 
+def test_a_nan_in_one_ranks_rows_stops_every_rank_at_the_same_step(
+    ranks: list[dict[str, Any]],
+) -> None:
+    # step 1 holds rows 0-5 (finite), step 2 all 7: the nan row lies in rank 1's shard
+    want = "nan: loss is nan at epoch 1, step 2"
+    assert [r["divergence"] for r in ranks] == [want, want]
+
+
 def _one_process(checkpoints: Path) -> tuple[dict[str, Any], ds.Recorder, list[float]]:
     stage, model = ds.toy_stage()
     recorder = ds.Recorder()
