@@ -79,7 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cdr.backbones.adjacency import IdentityCache
+from cdr.backbones.adjacency import IdentityCache, csr_from_edges, sparse_matmul
 from cdr.backbones.base import BackboneBase
 from cdr.backbones.lightgcn import fill_unseen, seen_mask
 from cdr.components import BackboneConfig, BuildContext, Component
@@ -136,6 +136,30 @@ class UserIndex:
         key = users * self.num_items + items
         at = torch.searchsorted(self.keys, key).clamp(max=self.keys.numel() - 1)
         return self.keys[at] == key
+
+
+@attrs.frozen(eq=False)
+class Incidence:
+    """A graph's user x item incidence ``R`` [U, I] (CSR, one per edge) with its transpose
+    [I, U] and the users' degrees [U]: ``R @ V`` sums each user's item vectors."""
+
+    matrix: Tensor
+    transpose: Tensor
+    degree: Tensor
+
+    @classmethod
+    def of(cls, edge_index: Tensor, num_users: int, num_items: int) -> Incidence:
+        users, items = edge_index[0].long(), edge_index[1].long()
+        ones = torch.ones(users.numel(), device=users.device)
+        return cls(
+            csr_from_edges(users, items, ones, (num_users, num_items)),
+            csr_from_edges(items, users, ones, (num_items, num_users)),
+            torch.bincount(users, minlength=num_users).to(torch.float32),
+        )
+
+    def sums(self, values: Tensor) -> Tensor:
+        """``[U, D]``: each user's sum of its items' rows of ``values`` [I, D]."""
+        return sparse_matmul(self.matrix, self.transpose, values)
 
 
 def sample_context(
@@ -234,11 +258,14 @@ class Aggregator(nn.Module):
             weight = F.dropout(weight, self.attention_dropout, training=True)
         return values.new_zeros(n, values.shape[1]).index_add_(0, rows, weight[:, None] * values)
 
-    def forward(self, ids: Tensor, rows: Tensor, values: Tensor, dropout: bool = False) -> Tensor:
-        pooled = self.pool(ids, rows, values, dropout)  # [N, D]
+    def combine(self, ids: Tensor, pooled: Tensor) -> Tensor:
+        """``lambda_a ids + (1 - lambda_a) W_agg pooled`` for [N, D] each."""
         if self.project is not None:
             pooled = self.project(pooled)
         return self.lambda_a * ids + (1.0 - self.lambda_a) * pooled
+
+    def forward(self, ids: Tensor, rows: Tensor, values: Tensor, dropout: bool = False) -> Tensor:
+        return self.combine(ids, self.pool(ids, rows, values, dropout))
 
 
 class SharedUsers(nn.Module):
@@ -295,6 +322,7 @@ class UniCDRBackbone(BackboneBase):
         self.partners: list[UniCDRBackbone] = []
         self.train_edges: Tensor | None = None  # [2, E] this domain's training graph
         self.indexes: IdentityCache[UserIndex] = IdentityCache()
+        self.incidences: IdentityCache[Incidence] = IdentityCache()
         self.prepared = False
         if device is not None:
             self.to(device)
@@ -337,6 +365,12 @@ class UniCDRBackbone(BackboneBase):
         self.train_edges = graph.edge_index
         self.prepared = True
 
+    def incidence(self, edge_index: Tensor) -> Incidence:
+        """The user x item incidence of a graph's edges (cached per edge tensor)."""
+        return self.incidences.get(
+            edge_index, "R", lambda: Incidence.of(edge_index, self.num_users, self.num_items)
+        )
+
     def index(self, edge_index: Tensor) -> UserIndex:
         """The per-user index of a graph's edges (cached per edge tensor)."""
         return self.indexes.get(
@@ -355,19 +389,29 @@ class UniCDRBackbone(BackboneBase):
         ids: Tensor = self.user_emb  # [U, D]
         if fill:
             items, ids = fill_unseen(items, self.seen_items), fill_unseen(ids, self.seen_users)
-        rows, own = graph.edge_index[0], items[graph.edge_index[1]]  # [E], [E, D]
-        specific = self.aggregator(ids, rows, own)  # [U, D]
         shared_users = self.shared_users
-        seen_any = self.seen_users
-        partner = self.partner
-        if partner is not None and partner.train_edges is not None:
-            seen_any = seen_any | partner.seen_users
-            edges = partner.train_edges
-            rows = torch.cat([rows, edges[0]])
-            own = torch.cat([own, partner.item_emb[edges[1]]])
         shared_ids: Tensor = shared_users.user_emb  # [U, D]
-        shared_ids = fill_unseen(shared_ids, seen_any) if fill else shared_ids
-        shared = shared_users.aggregator(shared_ids, rows, own)  # [U, D]
+        partner = self.partner
+        other = partner.train_edges if partner is not None else None
+        if fill:
+            seen_any = self.seen_users | partner.seen_users if partner else self.seen_users
+            shared_ids = fill_unseen(shared_ids, seen_any)
+        if self.aggregator.attention is None:  # mean: sparse products, nothing per edge
+            own = self.incidence(graph.edge_index)
+            total, count = own.sums(items), own.degree  # [U, D], [U]
+            specific = self.aggregator.combine(ids, total / (count[:, None] + 1e-12))
+            if partner is not None and other is not None:
+                theirs = partner.incidence(other)
+                total, count = total + theirs.sums(partner.item_emb), count + theirs.degree
+            shared_pooled = total / (count[:, None] + 1e-12)
+            shared = shared_users.aggregator.combine(shared_ids, shared_pooled)
+            return specific + shared, items
+        rows, values = graph.edge_index[0], items[graph.edge_index[1]]  # [E], [E, D]
+        specific = self.aggregator(ids, rows, values)  # [U, D]
+        if partner is not None and other is not None:
+            rows = torch.cat([rows, other[0]])
+            values = torch.cat([values, partner.item_emb[other[1]]])
+        shared = shared_users.aggregator(shared_ids, rows, values)  # [U, D]
         return specific + shared, items
 
     def batch_users(self, graph: Graph, users: Tensor, pos: Tensor) -> tuple[Tensor, Tensor]:
