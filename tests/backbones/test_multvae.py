@@ -52,8 +52,8 @@ def dense_rows(edges: Tensor, users: list[int]) -> Tensor:
 def reference_forward(
     model: MultVAEBackbone, x: Tensor, drop: Tensor | None, eps: Tensor | None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """(mu, logvar, decoder hidden at z, logits) in float64 from eqs. 1-5: g_phi on
-    x / ||x|| (times the dropout mask / (1 - p)), z = mu + eps sigma, f_theta(z)."""
+    """(mu, logvar, decoder hidden at z, logits) in float64 from the paper's section 2:
+    g_phi on x / ||x|| (times the dropout mask / (1 - p)), z = mu + eps sigma, f_theta(z)."""
     norm = x.norm(dim=1, keepdim=True).clamp(min=1e-12)
     h = x / norm if drop is None else x / norm * drop / (1 - model.config.dropout)
     h = h @ model.encoder_input.double() + model.encoder_input_bias.double()
@@ -71,7 +71,7 @@ def reference_forward(
 def reference_neg_elbo(
     model: MultVAEBackbone, users: list[int], beta: float, drop: Tensor | None, eps: Tensor | None
 ) -> float:
-    """mean_u [-sum_i x_ui log softmax_i (over the seen items) + beta KL_u] (eq. 6, 7)."""
+    """mean_u [-sum_i x_ui log softmax_i (over the seen items) + beta KL_u] (the beta-ELBO)."""
     x = dense_rows(TRAIN, users)
     mu, logvar, _, logits = reference_forward(model, x, drop, eps)
     log_pi = torch.log_softmax(logits[:, SEEN], dim=1)

@@ -38,7 +38,7 @@ def randomised(config: NeuMFConfig, dim: int = 10, block: int = 2**24) -> NeuMFB
 
 def reference_logit(model: NeuMFBackbone, u: Tensor, i: Tensor) -> float:
     """eq. 12 before the sigmoid for one pair, float64, from the paper's formulas: GMF
-    p ⊙ q (eq. 9), the tower on the concatenation [p; q] (eqs. 5, 11), h^T [.; .] + b."""
+    p ⊙ q (eq. 8), the tower on the concatenation [p; q] (eq. 10), h^T [.; .] + b."""
     g = model.gmf_dim
     p, q = u.double(), i.double()
     gmf = p[:g] * q[:g]

@@ -2,20 +2,23 @@
 Filtering"): a variational autoencoder over a user's item vector with a multinomial
 likelihood, trained with a KL term annealed from 0 to beta (a MICRec baseline).
 
-- Generative model (eqs. 1-2): ``z_u ~ N(0, I_K)``, ``pi(z_u) = softmax(f_theta(z_u))``,
-  ``x_u ~ Mult(N_u, pi(z_u))``; the log-likelihood (eq. 2) is ``sum_i x_ui log pi_i(z_u)``.
-- Inference model (eqs. 4-5): ``q(z_u | x_u) = N(mu(x_u), diag sigma^2(x_u))`` from an MLP
-  g_phi over the L2-normalised input with dropout (section 2.2.2, the authors' code:
-  ``x / ||x||``, then dropout with keep probability 0.5, in training only).
-- Objective (eq. 6 with beta, eqs. 7-9): per user ``-E_q[log p(x_u | z_u)] + beta
-  KL(q(z_u | x_u) || N(0, I))``, one reparameterised sample ``z_u = mu + eps ⊙ sigma``,
-  ``eps ~ N(0, I)``, ``KL = 1/2 sum_k (-log sigma_k^2 + sigma_k^2 + mu_k^2 - 1)``; averaged
-  over the batch's users.
+- Generative model (section 2.1, eqs. 1-2): ``z_u ~ N(0, I_K)``,
+  ``pi(z_u) = softmax(f_theta(z_u))``, ``x_u ~ Mult(N_u, pi(z_u))``; the log-likelihood
+  (eq. 2) is ``sum_i x_ui log pi_i(z_u)``.
+- Inference model (section 2.2.1, amortised): ``q(z_u | x_u) = N(mu(x_u), diag
+  sigma^2(x_u))`` from an MLP g_phi over the L2-normalised input with dropout (the
+  authors' code: ``x / ||x||``, then dropout with keep probability 0.5, in training only).
+- Objective (section 2.2: the ELBO with its KL term weighted by beta): per user
+  ``-E_q[log p(x_u | z_u)] + beta KL(q(z_u | x_u) || N(0, I))``, one reparameterised
+  sample ``z_u = mu + eps ⊙ sigma``, ``eps ~ N(0, I)``,
+  ``KL = 1/2 sum_k (-log sigma_k^2 + sigma_k^2 + mu_k^2 - 1)``; averaged over the batch's
+  users.
 - KL annealing (section 2.2.2): ``beta = min(anneal_cap, step / total_anneal_steps)`` at
   the step-th update (0-based), the authors' ``update_count``; ``total_anneal_steps = 0``
   means ``beta = anneal_cap`` from the start.
-- Architecture (section 4.3): ``[I -> 600 -> 200 -> 600 -> I]``, tanh between layers, no
-  activation on mu / log sigma^2 or on the output logits; at inference ``z = mu``.
+- Architecture (the paper's experimental setup): ``[I -> 600 -> 200 -> 600 -> I]``, tanh
+  between layers, no activation on mu / log sigma^2 or on the output logits; at inference
+  ``z = mu``. Equation numbers are cited for eqs. 1-2 only; the rest by section.
 
 As a backbone, ``traits.objective = "own"``: ``regularization(graph, users, items)`` is the
 negative ELBO of the batch's distinct users' rows of the training ``graph`` (``items`` is
@@ -222,7 +225,7 @@ class MultVAEBackbone(BackboneBase):
         self, items: Tensor, offsets: Tensor, weights: Tensor, batch: int
     ) -> tuple[Tensor, Tensor]:
         """``(mu [B, K], log sigma^2 [B, K])`` of bags ``items`` [n] (``offsets`` [B]) with
-        input values ``weights`` [n]: ``g_phi(x)`` (eq. 4), tanh between layers."""
+        input values ``weights`` [n]: ``g_phi(x)`` (section 2.2.1), tanh between layers."""
         if items.numel() == 0:  # embedding_bag cannot take an empty input
             h = self.encoder_input_bias.expand(batch, -1)
         else:
@@ -276,7 +279,7 @@ class MultVAEBackbone(BackboneBase):
         weights = counts.clamp(min=1).float().rsqrt()[row]  # x / ||x||: [n]
         if keep is not None:
             weights = weights * keep.to(weights.device) / (1 - self.config.dropout)
-        mu, logvar = self.encode(items, offsets, weights, users.numel())  # eq. 4: [B, K] each
+        mu, logvar = self.encode(items, offsets, weights, users.numel())  # g_phi: [B, K] each
         z = mu if eps is None else mu + eps.to(mu.device) * torch.exp(0.5 * logvar)
         # the softmax runs over the seen items only: logits [B, I_s]
         weight: Tensor = self.output_weight
@@ -292,7 +295,7 @@ class MultVAEBackbone(BackboneBase):
         return (neg_ll + beta * kl) / users.numel()
 
     def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
-        """The negative ELBO of the batch's distinct users (eq. 6 with the annealed beta);
+        """The negative beta-ELBO (annealed beta) of the batch's distinct users;
         ``items`` is not read. In training mode it draws the dropout mask and eps from
         (seed, step) and advances the step."""
         users = torch.unique(users)

@@ -2,14 +2,16 @@
 free ID embeddings, fused by one prediction layer and trained pointwise with the binary
 cross-entropy on observed and sampled unobserved pairs (a MICRec baseline).
 
-- GMF (eqs. 9-10): ``phi_GMF = p_u^G ⊙ q_i^G``.
-- MLP (eqs. 11, 5): ``z_1 = [p_u^M; q_i^M]``, ``phi_l = ReLU(W_l phi_(l-1) + b_l)``: a tower
-  whose widths halve layer by layer (section 3.3, "tower pattern").
-- NeuMF (eq. 12): ``y_hat_ui = sigma(h^T [phi_GMF; phi_MLP])`` (with a bias, as the
-  authors' Keras Dense layer).
-- Loss (eq. 7): ``L = -sum_(u,i) in Y y_ui log y_hat_ui + (1 - y_ui) log(1 - y_hat_ui)``
-  over the observed pairs (y = 1) and ``num_negatives`` uniformly sampled unobserved pairs
-  per observed one (y = 0), as a mean over the pairs (the authors' Keras
+- GMF (section 3.2, eqs. 8-9): ``phi_GMF = p_u^G ⊙ q_i^G``.
+- MLP (section 3.3, eq. 10): ``z_1 = [p_u^M; q_i^M]``,
+  ``phi_l = ReLU(W_l phi_(l-1) + b_l)``: a tower whose widths halve layer by layer (the
+  "tower pattern").
+- NeuMF (section 3.4, eq. 12): ``y_hat_ui = sigma(h^T [phi_GMF; phi_MLP])`` (with a bias,
+  as the authors' Keras Dense layer).
+- Loss (section 3.1.1, eq. 7):
+  ``L = -sum_(u,i) in Y y_ui log y_hat_ui + (1 - y_ui) log(1 - y_hat_ui)`` over the
+  observed pairs (y = 1) and ``num_negatives`` uniformly sampled unobserved pairs per
+  observed one (y = 0), as a mean over the pairs (the authors' Keras
   ``binary_crossentropy`` and RecBole's ``BCEWithLogitsLoss``).
 
 As a backbone: ``traits.objective = "own"`` (``regularization`` is the whole batch loss:
@@ -203,11 +205,11 @@ class NeuMFBackbone(BackboneBase):
         """eq. 12 before the sigmoid for aligned rows users [P, dim], items [P, dim] -> [P];
         ``gen`` (training) draws the dropout masks of the tower's hidden outputs."""
         g = self.gmf_dim
-        gmf = users[:, :g] * items[:, :g]  # eq. 9: [P, g]
+        gmf = users[:, :g] * items[:, :g]  # eq. 8: [P, g]
         x = torch.cat([users[:, g:], items[:, g:]], dim=1)  # z_1: [P, 2m]
         p = self.config.dropout
         for layer in self.linears:
-            x = F.relu(layer(x))  # eq. 11: [P, w_l]
+            x = F.relu(layer(x))  # eq. 10: [P, w_l]
             if gen is not None and p > 0:
                 keep = torch.rand(x.shape, generator=gen) >= p
                 x = x * keep.to(x.device) / (1 - p)
