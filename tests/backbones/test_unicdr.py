@@ -197,7 +197,7 @@ def test_batch_loss_matches_a_hand_computation() -> None:
     reg = sum(softplus(-disc(spec[b], shar[b])) for b in range(2)) / 2
     reg += sum(softplus(disc(spec[1 - b], shar[b])) for b in range(2)) / 2
     expected = 0.4 * (rec_pos + rec_neg) + 0.6 * reg
-    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(expected, rel=1e-5)
 
 
 def test_pair_ties_the_shared_users_once_and_refuses_other_partners() -> None:
@@ -278,30 +278,44 @@ def test_resume_with_tied_shared_users_gives_identical_metrics(tmp_path: Path) -
     from cdr.registry import Registry
     from cdr.training.checkpoint import load_checkpoint
 
-    class Interrupt:
-        def __init__(self, after: int) -> None:
-            self.after, self.epochs = after, 0
+    class Recorder:
+        """Each training epoch's reported values (losses, validation); interrupts once
+        ``after`` epochs were reported (0: never)."""
 
-        def __call__(self, task: str, advance: int = 1, total: int | None = None, **_: Any) -> None:
+        def __init__(self, after: int = 0) -> None:
+            self.after = after
+            self.epochs: list[dict[str, Any]] = []
+
+        def __call__(
+            self, task: str, advance: int = 1, total: int | None = None, **info: Any
+        ) -> None:
             if total is None and task == "train epoch":
-                self.epochs += advance
-                if self.epochs == self.after:
+                self.epochs.append(info)
+                if len(self.epochs) == self.after:
                     raise KeyboardInterrupt
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(tmp_path)
         registry = Registry()
         cfg = load_experiment(None, registry, [*TINY, "trainer.epochs=3"], COMPONENTS)
-        run_experiment(cfg, registry, run_dir=tmp_path / "whole")
+        whole = Recorder()
+        run_experiment(cfg, registry, run_dir=tmp_path / "whole", reporter=whole)
         with pytest.raises(KeyboardInterrupt):
-            run_experiment(cfg, registry, run_dir=tmp_path / "cut", reporter=Interrupt(2))
+            run_experiment(cfg, registry, run_dir=tmp_path / "cut", reporter=Recorder(1))
         assert run_status(tmp_path / "cut")["state"] == "interrupted"
         state = load_checkpoint(tmp_path / "cut" / "checkpoints" / "backbones.last.safetensors")
-        keys = [k for k in state["module"] if "shared.user_emb" in k]
-        assert keys == ["backbones.source.shared.user_emb"]
-        resume_experiment(tmp_path / "cut", registry)
-    whole = (tmp_path / "whole" / "metrics.json").read_bytes()
-    assert (tmp_path / "cut" / "metrics.json").read_bytes() == whole
+        tables = state["module"]
+        shared = tables["backbones.source.shared.user_emb"]
+        copies = [
+            k for k, t in tables.items() if t.shape == shared.shape and torch.equal(t, shared)
+        ]
+        assert copies == ["backbones.source.shared.user_emb"]  # stored once
+        resumed = Recorder()
+        resume_experiment(tmp_path / "cut", registry, reporter=resumed)
+    # the epochs after the resume trained exactly as the uninterrupted run's did
+    assert len(resumed.epochs) == 2 and resumed.epochs == whole.epochs[1:]
+    expected = (tmp_path / "whole" / "metrics.json").read_bytes()
+    assert (tmp_path / "cut" / "metrics.json").read_bytes() == expected
 
 
 @pytest.mark.slow
