@@ -49,6 +49,7 @@ def ray_session() -> Iterator[Any]:
 
     env = {"PYTHONPATH": str(TESTS), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     ray.init(
+        address="local",  # a new Ray even if another one runs on this machine
         num_cpus=2,
         include_dashboard=False,
         log_to_driver=False,

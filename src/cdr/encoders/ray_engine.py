@@ -94,8 +94,10 @@ def import_ray() -> ModuleType:
 class RayEngine:
     """Where and how wide to encode.
 
-    address: None starts a local Ray for the run (stopped at its end); otherwise the cluster
-    to join (``auto``, ``host:6379``, ``ray://host:10001``). num_workers: encoder actors.
+    address: None starts a new local Ray for the run, stopped at its end (never one that
+    ``ray start`` left on this machine, which a plain ``ray.init()`` would join); otherwise
+    the cluster to join (``auto``, ``host:6379``, ``ray://host:10001``). num_workers:
+    encoder actors.
     cpus_per_worker / gpus_per_worker: Ray resources of each actor; ``gpus_per_worker=None``
     gives each actor one GPU when the cluster has one per actor, an equal share when it has
     fewer, and none on a cluster without GPUs.
@@ -180,7 +182,7 @@ class RayCluster:
         quiet: dict[str, Any] = {"logging_level": logging.WARNING, "log_to_driver": False}
         try:
             if engine.address is None:
-                ray.init(include_dashboard=False, **quiet)
+                ray.init(address="local", include_dashboard=False, **quiet)
             else:
                 ray.init(address=engine.address, **quiet)
         except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
