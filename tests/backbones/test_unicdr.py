@@ -89,6 +89,24 @@ def test_sample_context_keeps_the_authors_count_uniformly_and_drops_the_target()
     assert all(0.8 < counts[(2, i)] / draws < 0.97 for i in range(10))
 
 
+def pooled_reference(agg: Aggregator, query: Tensor, vectors: list[Tensor]) -> Tensor:
+    """float64 ``W_agg pool(vectors)`` of one user (query: its ID row): the mean, or the
+    softmax over ``<tanh(W_att v + b), query>``; no vectors pool to 0."""
+    dim = len(query)
+    if not vectors:
+        return torch.zeros(dim, dtype=torch.float64)
+    stack = torch.stack([v.detach().double() for v in vectors])  # [n, D]
+    if agg.attention is None:
+        pooled = stack.mean(0)
+    else:
+        w, b = agg.attention.weight.detach().double(), agg.attention.bias.detach().double()
+        logits = [float(torch.tanh(w @ v + b) @ query.detach().double()) for v in stack]
+        z = sum(math.exp(x) for x in logits)
+        pooled = torch.tensor([math.exp(x) / z for x in logits], dtype=torch.float64) @ stack
+    assert agg.project is not None
+    return agg.project.weight.detach().double() @ pooled
+
+
 def test_aggregators_match_a_float64_loop_reference() -> None:
     gen = torch.Generator().manual_seed(0)
     ids, values = torch.randn(4, 3, generator=gen), torch.randn(6, 3, generator=gen)
@@ -96,36 +114,18 @@ def test_aggregators_match_a_float64_loop_reference() -> None:
     for kind in ("mean", "user_attention"):
         agg = Aggregator(3, kind, 0.3, 0.0, torch.Generator().manual_seed(1))
         got = agg(ids, rows, values)
-        w = agg.project.weight.double() if agg.project is not None else None
-        assert w is not None
         for r in range(4):
-            mine = [values[m].double() for m in range(6) if int(rows[m]) == r]
-            if not mine:
-                pooled = torch.zeros(3, dtype=torch.float64)
-            elif kind == "mean":
-                pooled = torch.stack(mine).mean(0)
-            else:
-                att = agg.attention
-                assert att is not None
-                logits = [
-                    float(
-                        torch.tanh(att.weight.double() @ v + att.bias.double()).detach()
-                        @ ids[r].double()
-                    )
-                    for v in mine
-                ]
-                z = sum(math.exp(x) for x in logits)
-                weights = torch.tensor([math.exp(x) / z for x in logits], dtype=torch.float64)
-                pooled = weights @ torch.stack(mine)
-            expected = 0.3 * ids[r].double() + 0.7 * (w @ pooled)
+            mine = [values[m] for m in range(6) if int(rows[m]) == r]
+            expected = 0.3 * ids[r].double() + 0.7 * pooled_reference(agg, ids[r], mine)
             torch.testing.assert_close(got[r].double(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_represent_is_the_specific_plus_shared_aggregation_of_both_domains() -> None:
+@pytest.mark.parametrize("kind", ["mean", "user_attention"])
+def test_represent_is_the_specific_plus_shared_aggregation_of_both_domains(kind: str) -> None:
     """Dense float64 recomputation at inference: unseen users / items take the mean of the
     seen ID rows; the shared context is the user's items in the given graph plus its items
     in the other domain's training graph."""
-    source, target = pair(UniCDRConfig(lambda_a=0.4))
+    source, target = pair(UniCDRConfig(aggregator=kind, lambda_a=0.4))
     target.eval()
     full = torch.cat([TARGET, NEW], dim=1)
     users, items = target.represent(Graph(full, NU, NI_T))
@@ -142,17 +142,12 @@ def test_represent_is_the_specific_plus_shared_aggregation_of_both_domains() -> 
     v_t, u_t = filled(target.item_emb, seen_i), filled(target.user_emb, seen_t)
     u_s = filled(source.shared_users.user_emb, seen_any)
     v_s = source.item_emb.detach().double()
-    w_t = target.aggregator.project.weight.detach().double()  # type: ignore[union-attr]
-    w_s = source.shared_users.aggregator.project.weight.detach().double()  # type: ignore[union-attr]
-
-    def mean(vectors: list[Tensor]) -> Tensor:
-        return torch.stack(vectors).mean(0) if vectors else torch.zeros(D, dtype=torch.float64)
-
     for u in range(NU):
         own = [v_t[i] for i in items_of(full, u)]
         other = [v_s[i] for i in items_of(SOURCE, u)]
-        specific = lam * u_t[u] + (1 - lam) * w_t @ mean(own)
-        shared = lam * u_s[u] + (1 - lam) * w_s @ mean(own + other)
+        specific = lam * u_t[u] + (1 - lam) * pooled_reference(target.aggregator, u_t[u], own)
+        shared_agg = source.shared_users.aggregator
+        shared = lam * u_s[u] + (1 - lam) * pooled_reference(shared_agg, u_s[u], own + other)
         torch.testing.assert_close(users[u].double(), specific + shared, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(items.double(), v_t, rtol=0, atol=1e-7)
     # inductive for users: the unseen user 5 is represented from its revealed items
