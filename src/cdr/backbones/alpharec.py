@@ -1,16 +1,19 @@
 """AlphaRec (Sheng et al., ICLR 2025, "Language Representations Can be What Recommenders
 Need: Findings and Potentials"): no ID embeddings at all; language-model item
 representations mapped by an MLP, propagated by LightGCN, trained with InfoNCE (a MICRec
-baseline, inductive for items and users through their text).
+baseline, inductive for items and users through their text). The paper's formulas are
+written out below by name rather than by number (the numbering could not be checked
+against the published version here); each was checked against the authors' code
+(LehengTHU/AlphaRec ``models/General/AlphaRec.py``).
 
-- Inputs (section 3.1): ``z_i`` [I, F], the item's language representation (here the
+- Inputs: ``z_i`` [I, F], the item's language representation (here the
   features of the encoder ``text_encoder`` names, given through ``set_modalities``), and
   ``z_u``, the mean of ``z_i`` over the user's items in the graph at hand.
-- Non-linear projection (eq. 2): ``e^(0) = W_2 LeakyReLU(W_1 z + b_1) + b_2``, one MLP
-  shared by users and items.
-- Graph convolution (eq. 3): LightGCN's ``E^(l+1) = D^-1/2 A D^-1/2 E^(l)`` and the mean
-  of layers 0..L (:func:`cdr.backbones.lightgcn.propagate`).
-- Objective (eq. 4): InfoNCE with cosine similarity and temperature tau over the positive
+- Non-linear projection: ``e^(0) = W_2 LeakyReLU(W_1 z + b_1) + b_2``, one MLP shared by
+  users and items.
+- Graph convolution: LightGCN's ``E^(l+1) = D^-1/2 A D^-1/2 E^(l)`` and the mean of layers
+  0..L (:func:`cdr.backbones.lightgcn.propagate`).
+- Objective: InfoNCE with cosine similarity and temperature tau over the positive
   and |S_u| sampled negatives, ``L = -mean_(u,i) log exp(s(u,i)/tau) / (exp(s(u,i)/tau) +
   sum_(j in S_u) exp(s(u,j)/tau))``; ``represent`` returns L2-normalised vectors, so the
   dot scorer ranks by the same cosine (the authors' ``train_norm`` / ``pred_norm``).
@@ -67,7 +70,7 @@ class AlphaRecConfig(BackboneConfig):
 
 
 def projection(in_dim: int, hidden: int, out_dim: int, slope: float, seed: int) -> nn.Sequential:
-    """eq. 2's MLP ``[N, in_dim] -> [N, out_dim]``, initialised as torch's Linear default
+    """The projection MLP ``[N, in_dim] -> [N, out_dim]``, initialised as torch's Linear default
     (Kaiming-uniform weights, uniform biases) from a generator seeded by ``seed``."""
     gen = torch.Generator().manual_seed(seed)
     first, second = nn.Linear(in_dim, hidden), nn.Linear(hidden, out_dim)
@@ -92,7 +95,7 @@ def negative_scores(users: Tensor, items: Tensor, neg: Tensor) -> Tensor:
 
 
 def sampled_info_nce(s_pos: Tensor, s_neg: Tensor, temperature: float) -> Tensor:
-    """eq. 4 from cosines of the positives [B] and of the negatives [B, n]:
+    """The InfoNCE objective from cosines of the positives [B] and of the negatives [B, n]:
     ``mean_b(logsumexp([s_pos, s_neg] / tau) - s_pos / tau)``."""
     logits = torch.cat([s_pos[:, None], s_neg], dim=1) / temperature  # [B, 1 + n]
     return (torch.logsumexp(logits, dim=1) - logits[:, 0]).mean()
@@ -210,14 +213,14 @@ class AlphaRecBackbone(BackboneBase):
                 f"it needs encoder {self.config.text_encoder!r}'s features"
             )
         z = torch.cat([self._users_text(graph), self.item_text])  # [U + I, F]
-        e0 = self.mlp(z)  # eq. 2: [U + I, D]
+        e0 = self.mlp(z)  # non-linear projection: [U + I, D]
         users, items = propagate(
             graph.edge_index,
             e0[: self.num_users],
             e0[self.num_users :],
             self.config.num_layers,
             cache=self.cache,
-        )  # eq. 3
+        )  # graph convolution
         users, items = F.normalize(users, dim=1), F.normalize(items, dim=1)
         self.last = (graph.edge_index, users, items) if self.training else None
         return users, items
@@ -236,7 +239,7 @@ class AlphaRecBackbone(BackboneBase):
         return torch.cat([given, sampler.sample(users, extra)], dim=1)
 
     def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
-        """eq. 4, the whole loss: InfoNCE of users [B] with items [B, 1 + m] (positive, then
+        """The whole loss: InfoNCE of users [B] with items [B, 1 + m] (positive, then
         the batch's m negatives), topped up to ``num_negatives`` sampled negatives."""
         if users.numel() == 0:
             return self.item_text.new_zeros(())

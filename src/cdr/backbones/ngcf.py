@@ -1,13 +1,14 @@
 """NGCF (Wang et al., SIGIR 2019, "Neural Graph Collaborative Filtering"): graph CF whose
 layers transform and mix messages instead of only averaging them (a MICRec baseline).
 
-- Layer (eq. 7, matrix form eq. 8): with ``L = D^-1/2 A D^-1/2`` the normalised bipartite
-  adjacency (p_ui = 1 / sqrt(|N_u| |N_i|)) and ``E^(l-1)`` [N, d_(l-1)] the previous layer,
+- Layer (messages and aggregation eqs. 1-3; matrix form eq. 7, L of eq. 8): with
+  ``L = D^-1/2 A D^-1/2`` the normalised bipartite adjacency (p_ui = 1 / sqrt(|N_u| |N_i|))
+  and ``E^(l-1)`` [N, d_(l-1)] the previous layer,
   ``E^(l) = LeakyReLU((L + I) E^(l-1) W_1 + (L E^(l-1) ⊙ E^(l-1)) W_2)``: the first term
   is the self message plus the neighbours' messages (``m_u<-u = W_1 e_u``, ``m_u<-i =
   p_ui W_1 e_i``), the second the bi-interaction ``p_ui W_2 (e_i ⊙ e_u)``; W_1, W_2 carry
-  biases (the authors' code); LeakyReLU slope 0.2; message dropout on each layer's output
-  (section 2.4.2).
+  biases (the authors' code); LeakyReLU slope 0.2; the paper's message dropout on each
+  layer's output.
 - Representation (eq. 9): the concatenation ``e_u* = e_u^(0) || ... || e_u^(L)``; the
   score (eq. 10) is the inner product, so the pipeline's dot scorer applies unchanged.
 - Objective (eq. 11): ``L = L_BPR + lambda ||Theta||^2``; the training step supplies BPR,
@@ -15,7 +16,7 @@ layers transform and mix messages instead of only averaging them (a MICRec basel
   + ||e_i||^2 + ||e_j||^2) / (2B)`` (the authors' ``l2_loss`` / batch size, BPR being a
   batch mean).
 
-Defaults follow the paper (section 4.2: 3 layers, message dropout 0.1, node dropout 0,
+Defaults follow the paper's settings (3 layers, message dropout 0.1, node dropout 0,
 lambda 1e-5, Xavier init) and RecBole's NGCF (same values); LeakyReLU slope 0.2 as both
 codes. Deviations, each because the interfaces or the comparison require it:
 
@@ -25,7 +26,7 @@ codes. Deviations, each because the interfaces or the comparison require it:
   to layer 0): dim 256 with 3 layers is the paper's and RecBole's setting (64-d embeddings,
   hidden sizes [64, 64, 64]); dim 64 gives 16 + 16 + 16 + 16.
 - Each layer's output is L2-normalised before it is concatenated (the authors' and
-  RecBole's code, absent from eq. 8) and, as in RecBole, that normalised output is what the
+  RecBole's code, absent from eq. 7) and, as in RecBole, that normalised output is what the
   next layer propagates (the authors' TF code propagates the un-normalised one); RecBole is
   the implementation this module is compared against.
 - Node dropout (dropping adjacency entries per step) is not implemented: its default is 0
@@ -79,7 +80,7 @@ def layer_widths(dim: int, num_layers: int) -> tuple[int, ...]:
 
 
 class BiInteractionLayer(nn.Module):
-    """One NGCF layer before its activation (eq. 8):
+    """One NGCF layer before its activation (eq. 7):
     ``(L + I) E W_1 + b_1 + (L E ⊙ E) W_2 + b_2`` for ``E`` [N, d_in] -> [N, d_out]."""
 
     def __init__(self, d_in: int, d_out: int, generator: torch.Generator) -> None:
@@ -135,7 +136,7 @@ class NGCFBackbone(LightGCNBackbone):
         parts = [x]
         cfg = self.config
         for layer in self.layers:
-            x = F.leaky_relu(layer(adjacency, x), cfg.negative_slope)  # eq. 8
+            x = F.leaky_relu(layer(adjacency, x), cfg.negative_slope)  # eq. 7
             x = F.dropout(x, cfg.message_dropout, self.training)  # message dropout
             x = F.normalize(x, dim=1)  # [N, d_l]
             parts.append(x)

@@ -1,22 +1,25 @@
 """XSimGCL (Yu et al., TKDE 2023, "XSimGCL: Towards Extremely Simple Graph Contrastive
 Learning for Recommendation"): LightGCN whose layers are perturbed by small random noise,
-with a contrast between two layers of that one perturbed pass (a MICRec baseline).
+with a contrast between two layers of that one perturbed pass (a MICRec baseline). The
+paper's formulas are written out below by name rather than by number (the numbering could
+not be checked against the published version here); each was checked against the authors'
+code (SELFRec ``model/graph/XSimGCL.py``) and RecBole-GNN's.
 
-- Perturbation (SimGCL eq. 7, XSimGCL eq. 9): after every propagation layer,
-  ``e' = e + Delta``, ``Delta = eps * sign(e) ⊙ normalize(Delta_bar)``,
+- Perturbation (the noise-based augmentation of SimGCL, kept by XSimGCL): after every
+  propagation layer ``e' = e + Delta``, ``Delta = eps * sign(e) ⊙ normalize(Delta_bar)``,
   ``Delta_bar ~ U(0, 1)^d``: a noise vector of L2 norm eps lying in the same hyperoctant as
   ``e`` (so it rotates ``e`` by a bounded angle and never flips a coordinate's sign); the
   perturbed layer is what the next layer propagates.
-- Representations (eq. 9): the mean of layers 1..L of the perturbed pass (layer 0, the
-  raw embedding, is left out, as in the authors' code); at inference the same mean of the
-  unperturbed pass.
-- Cross-layer contrast (eq. 10): with z' the final representation and z'' the l*-th
+- Representations (the perturbed encoder): the mean of layers 1..L of the perturbed pass
+  (layer 0, the raw embedding, is left out, as in the authors' code); at inference the
+  same mean of the unperturbed pass.
+- Cross-layer contrast (the CL loss): with z' the final representation and z'' the l*-th
   perturbed layer of the *same* pass, L2-normalised, for the batch's distinct users
   ``L_cl^user = mean_u -log exp(z'_u . z''_u / tau) / sum_v exp(z'_u . z''_v / tau)``,
   v over the batch's distinct users (in-batch negatives); the same for the batch's distinct
   positive items; ``L_cl = L_cl^user + L_cl^item``.
-- Objective (eq. 11): ``L = L_BPR + lambda L_cl + lambda_2 ||Theta||^2``; the training step
-  supplies BPR on the perturbed representations ``represent`` returned for this step;
+- Objective (the joint loss): ``L = L_BPR + lambda L_cl + lambda_2 ||Theta||^2``; the
+  training step supplies BPR on the perturbed representations ``represent`` returned;
   ``regularization`` returns the other two, reusing that same pass (one forward per step,
   the point of XSimGCL over SimGCL's three).
 
@@ -66,13 +69,13 @@ class XSimGCLConfig(BackboneConfig):
 
 
 def perturb(x: Tensor, eps: float) -> Tensor:
-    """``x + eps * sign(x) ⊙ normalize(U(0, 1))`` row-wise for ``x`` [N, D] (eq. 9)."""
+    """``x + eps * sign(x) ⊙ normalize(U(0, 1))`` row-wise for ``x`` [N, D] (the perturbation)."""
     noise = F.normalize(torch.rand_like(x), dim=1)  # [N, D], unit rows, all >= 0
     return x + eps * torch.sign(x) * noise
 
 
 def in_batch_info_nce(a: Tensor, b: Tensor, temperature: float) -> Tensor:
-    """eq. 10 for rows a [B, D] against b [B, D] (row i of both is one node): the mean over
+    """The CL loss for rows a [B, D] against b [B, D] (row i of both is one node): the mean over
     rows of ``-log softmax_j(cos(a_i, b_j) / tau)_i``."""
     logits = F.normalize(a, dim=1) @ F.normalize(b, dim=1).T / temperature  # [B, B]
     return F.cross_entropy(logits, torch.arange(a.shape[0], device=a.device))
@@ -112,7 +115,7 @@ class XSimGCLBackbone(LightGCNBackbone):
         self.last_pass: PerturbedPass | None = None
 
     def forward_pass(self, graph: Graph, perturbed: bool) -> PerturbedPass:
-        """Layers 1..L over ``graph``, each perturbed when ``perturbed`` (eq. 9)."""
+        """Layers 1..L over ``graph``, each perturbed when ``perturbed``."""
         users: Tensor = self.user_emb  # [U, D]
         items: Tensor = self.item_emb  # [I, D]
         if not self.training:
@@ -141,7 +144,7 @@ class XSimGCLBackbone(LightGCNBackbone):
 
     def regularization(self, graph: Graph, users: Tensor, items: Tensor) -> Tensor:
         """``lambda L_cl + lambda_2 ||Theta_batch||^2`` for users [B] and items [B, n]
-        (positive, negatives) of a BPR batch on the training ``graph`` (eq. 11)."""
+        (positive, negatives) of a BPR batch on the training ``graph`` (the joint loss)."""
         cfg = self.config
         pos = items[:, 0] if items.dim() == 2 else items
         total = self.user_emb.new_zeros(())
