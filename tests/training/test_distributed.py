@@ -99,6 +99,20 @@ def test_world_from_the_torchrun_environment() -> None:
         World.from_env({"RANK": "2", "WORLD_SIZE": "2"})
 
 
+def test_nproc_inside_a_torchrun_job_is_refused_in_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    for key, value in {"RANK": "1", "WORLD_SIZE": "2", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(key, value)
+    config = tmp_path / "exp.toml"
+    config.write_text('name = "dp"\n')
+    result = CliRunner().invoke(app, ["run", str(config), "--nproc", "2"])
+    assert result.exit_code == 1
+    assert "--nproc 2: this process is already rank 1 of a 2-process torchrun job" in (
+        " ".join(result.output.split())
+    )
+
+
 # -- two gloo ranks against one process (the loop) -----------------------------------------
 
 
