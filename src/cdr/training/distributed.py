@@ -348,8 +348,8 @@ def shared_value(world: World, compute: Callable[[], float]) -> float:
     """``compute()`` on rank 0, its value on every rank (validation: run once, and every
     rank makes the same early-stopping decision)."""
     if not world.distributed:
-        return compute()
-    value = compute() if world.is_main else float("nan")
+        return float(compute())
+    value = float(compute()) if world.is_main else float("nan")
     return float(world.broadcast(torch.tensor([value], dtype=torch.float64)).item())
 
 
