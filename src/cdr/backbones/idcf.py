@@ -3,7 +3,8 @@ Collaborative Filtering Approach"): matrix factorisation for key users plus a re
 model that computes embeddings of new users from the key users' embeddings (a MICRec
 baseline, inductive for users).
 
-The two models (section 3 of the paper, the authors' ``IRMC_NN_Model``):
+The two models (the paper's method; formulas as the authors' code qitianwu/IDCF computes
+them: ``IRMC_NN_Model``, ``RelationGAT``, ``train-*.py``):
 
 1. **Matrix factorisation** over the seen users: free embeddings ``p_u`` (users) and ``q_i``
    (items), score ``p_u^T q_i``; the key users' embeddings are the "meta latents". Key users

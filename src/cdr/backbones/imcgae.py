@@ -1,9 +1,11 @@
 """IMC-GAE (Shen et al., CIKM 2021, "Inductive Matrix Completion Using Graph Autoencoder"):
 a GC-MC-style graph autoencoder whose node inputs are not only one-hot indices, so that it
 learns local graph patterns that carry over to users and items unseen in training (a MICRec
-baseline, inductive by design).
+baseline, inductive by design). The formulas below are written from the paper's Figure 1
+and the authors' code (swtheing/IMC-GAE ``model.py``, ``train.py``, ``data.py``), which is
+what this module follows where the two differ.
 
-- Input features (section 3.1, Figure 1 of the paper): every node ``n`` has three
+- Input features (the paper's Figure 1 and its caption): every node ``n`` has three
   features, each a learnable embedding of width F: its **one-hot index** feature ``o_n``
   (node-specific, transductive), its **role-aware** feature ``r_user`` or ``r_item`` (one
   per side) and the **identical** feature ``c`` shared by all nodes. The layer-0 input is
@@ -19,11 +21,11 @@ baseline, inductive by design).
   ``dot_or_identity`` passes features that are not index triples through, so GC-MC's
   per-level message weight acts only as the layer-0 embedding table). User and item sides
   share all weights (the authors' ``share_param``).
-- Layer-wise node dropout (section 3.3): layer l uses ``p_l = max(0, p - l * step)``; the
+- Layer-wise node dropout (Figure 1): layer l uses ``p_l = max(0, p - l * step)``; the
   authors' code uses p = 0.7 and step 0.1 (0.7, 0.6, ...).
 - Layer aggregation (the weighted sum of Figure 1): ``h = sum_l h^l / (l + 1)``.
-- Decoder: the bilinear decoder ``s(u, i) = h_u^T Q h_i``. ``represent`` returns
-  ``(h_U Q, h_I)`` so the pipeline's dot scorer computes exactly this score.
+- Decoder: GC-MC's bilinear decoder (the authors' ``BiDecoder``), ``s(u, i) = h_u^T Q h_i``;
+  ``represent`` returns ``(h_U Q, h_I)`` so the pipeline's dot scorer computes exactly it.
 
 Inductive use: a node's own one-hot embedding never enters its own representation (no self
 loops), only its neighbours'; a user or item unseen in training (no training edge) is
