@@ -408,3 +408,135 @@ def test_a_divergence_message_is_exactly_stage_what_and_epoch() -> None:
         fit(bad, None)
     assert str(err.value) == "toy: validation value is nan at epoch 1"
     assert err.value.hint == "lower the learning rate (trainer.lr) or check the input data"
+
+
+# -- the data-parallel branch of fit, in one process ----------------------------------------
+# A gloo group of one process stands in for the job, and fit is told it is rank r of 2: the
+# collectives then act on this process alone (the all-reduce sums one contribution), so
+# rank r's step is exactly (n_r / N) * the gradient of its rows' mean, which the tests
+# restate in float64 (least squares, closed form). Real ranks: tests/training/
+# test_distributed.py.
+
+_X = torch.tensor(
+    [[1.0, 2.0], [0.0, 1.0], [3.0, -1.0], [2.0, 2.0], [-1.0, 0.5]], dtype=torch.float64
+)
+_Y = torch.tensor([1.0, -1.0, 2.0, 0.5, 0.0], dtype=torch.float64)
+_W0 = torch.tensor([0.3, -0.2], dtype=torch.float64)
+_LR = 0.1
+
+
+@pytest.fixture
+def group_of_one() -> Any:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield
+    finally:
+        dist.destroy_process_group()
+
+
+def _ls_stage(rows: int, *, validate: bool, parts: bool, shard: Any = "default") -> Stage[Any]:
+    """Least squares on the first ``rows`` rows of _X, one batch per epoch; validation
+    10 - epoch (min: the last epoch is the best)."""
+    module = nn.Linear(2, 1, bias=False).double()
+    with torch.no_grad():
+        module.weight.copy_(_W0[None])
+    epoch_box = [0]
+
+    def batches(epoch: int) -> list[tuple[Tensor, Tensor]]:
+        epoch_box[0] = epoch
+        return [(_X[:rows], _Y[:rows])]
+
+    def loss(batch: tuple[Tensor, Tensor]) -> Any:
+        x, y = batch
+        mse = (module(x).squeeze(1) - y).square().mean()
+        return (mse, {"mse": 2 * float(mse.detach())}) if parts else mse
+
+    extra = {} if shard == "default" else {"shard": shard}
+    return Stage(
+        name="ls",
+        module=module,
+        optimizer=torch.optim.SGD(module.parameters(), lr=_LR),
+        batches=batches,
+        loss=loss,
+        budget=Budget(2, 1, 10, "min"),
+        validate=(lambda: 10.0 - epoch_box[0]) if validate else None,
+        **extra,
+    )
+
+
+def _rank_steps(rows: slice, weight: float, epochs: int) -> tuple[Tensor, list[float]]:
+    """float64: w <- w - lr * weight * (2 / n) X_r^T (X_r w - y_r); the reported losses."""
+    x, y, w = _X[rows], _Y[rows], _W0.clone()
+    losses = []
+    for _ in range(epochs):
+        residual = x @ w - y
+        losses.append(weight * float(residual.square().mean()))
+        w = w - _LR * weight * (2.0 / len(y)) * (x.T @ residual)
+    return w, losses
+
+
+def test_rank_zero_of_two_steps_on_its_weighted_rows_and_alone_reports_and_checkpoints(
+    group_of_one: None, tmp_path: Path
+) -> None:
+    """Rank 0 holds rows 0-2 of 5 (weight 3/5, an uneven split)."""
+    from cdr.training.distributed import World
+
+    stage, record = _ls_stage(5, validate=True, parts=True), _Recorder()
+    result = fit(stage, tmp_path, record, world=World(0, 2))
+    weights, losses = _rank_steps(slice(0, 3), 3 / 5, 2)
+    torch.testing.assert_close(stage.module.weight.detach()[0], weights, rtol=1e-12, atol=0)
+    assert record.calls[0] == ("ls", 0, 2, {})
+    for epoch, (task, advance, total, info) in enumerate(record.calls[1:]):
+        assert (task, advance, total) == ("ls", 1, None)
+        assert info["loss"] == pytest.approx(losses[epoch], rel=1e-12)
+        assert info["mse"] == pytest.approx(2 * losses[epoch], rel=1e-12)
+        assert info["val"] == 10.0 - epoch
+    assert (result.best, result.best_epoch, result.epochs_run) == (9.0, 1, 2)
+    assert (tmp_path / "ls.done.safetensors").exists()
+
+
+def test_another_rank_steps_on_its_rows_and_reports_and_writes_nothing(
+    group_of_one: None, tmp_path: Path
+) -> None:
+    """Rank 1 holds rows 2-3 of 4 (weight 1/2); a loss without parts; no validation."""
+    from cdr.training.distributed import World
+
+    stage, record = _ls_stage(4, validate=False, parts=False), _Recorder()
+    result = fit(stage, tmp_path, record, world=World(1, 2))
+    weights, _ = _rank_steps(slice(2, 4), 1 / 2, 2)
+    torch.testing.assert_close(stage.module.weight.detach()[0], weights, rtol=1e-12, atol=0)
+    assert record.calls == [] and list(tmp_path.iterdir()) == []
+    assert result.epochs_run == 2 and result.best_epoch == -1
+
+
+def test_a_batch_that_cannot_be_split_names_the_stage(group_of_one: None) -> None:
+    from cdr.errors import CompositionError
+    from cdr.training.distributed import World
+
+    stage = _ls_stage(4, validate=False, parts=True)
+    ragged = attrs.evolve(stage, batches=lambda epoch: [(_X[:4], _Y[:3])])
+    with pytest.raises(CompositionError) as err:
+        fit(ragged, None, world=World(0, 2))
+    assert str(err.value) == (
+        "stage 'ls': data-parallel training: the batch's tensors have different first dims "
+        "[3, 4]; which of them are rows is ambiguous"
+    )
+    assert (
+        err.value.hint == "give the stage a shard function (Stage.shard) or run it in one process"
+    )
+
+
+def test_a_stage_without_a_shard_runs_in_one_process_and_is_refused_on_two() -> None:
+    from cdr.errors import CompositionError
+    from cdr.training.distributed import World
+
+    stage = _ls_stage(4, validate=False, parts=False, shard=None)
+    fit(stage, None)  # one process: the batch is never split
+    weights, _ = _rank_steps(slice(0, 4), 1.0, 2)
+    torch.testing.assert_close(stage.module.weight.detach()[0], weights, rtol=1e-12, atol=0)
+    with pytest.raises(CompositionError) as err:
+        fit(_ls_stage(4, validate=False, parts=False, shard=None), None, world=World(0, 2))
+    assert str(err.value) == "stage 'ls': its batches cannot be split across 2 ranks"
+    assert err.value.hint == "run it in one process (without --nproc / torchrun)"
