@@ -159,3 +159,5 @@ def test_learns_on_planted_data(tmp_path: Path) -> None:
     metrics = planted_run(tmp_path, "omnimatch")
     assert metrics["rmse"] < metrics["ref/global_mean/rmse"]
     assert metrics["mae"] < metrics["ref/global_mean/mae"]
+    # and it is personal: one vector for everyone reaches the item means at best
+    assert metrics["rmse"] < metrics["ref/item_mean/rmse"]
