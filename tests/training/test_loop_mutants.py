@@ -423,6 +423,7 @@ _X = torch.tensor(
 _Y = torch.tensor([1.0, -1.0, 2.0, 0.5, 0.0], dtype=torch.float64)
 _W0 = torch.tensor([0.3, -0.2], dtype=torch.float64)
 _LR = 0.1
+_BATCHES = (_X, _X / 2)
 
 
 @pytest.fixture
@@ -437,8 +438,8 @@ def group_of_one() -> Any:
 
 
 def _ls_stage(rows: int, *, validate: bool, parts: bool, shard: Any = "default") -> Stage[Any]:
-    """Least squares on the first ``rows`` rows of _X, one batch per epoch; validation
-    10 - epoch (min: the last epoch is the best)."""
+    """Least squares on the first ``rows`` rows, two batches (steps) per epoch: _X, then
+    _X / 2; validation 10 - epoch (min: the last epoch is the best)."""
     module = nn.Linear(2, 1, bias=False).double()
     with torch.no_grad():
         module.weight.copy_(_W0[None])
@@ -446,7 +447,7 @@ def _ls_stage(rows: int, *, validate: bool, parts: bool, shard: Any = "default")
 
     def batches(epoch: int) -> list[tuple[Tensor, Tensor]]:
         epoch_box[0] = epoch
-        return [(_X[:rows], _Y[:rows])]
+        return [(x[:rows], _Y[:rows]) for x in _BATCHES]
 
     def loss(batch: tuple[Tensor, Tensor]) -> Any:
         x, y = batch
@@ -467,13 +468,17 @@ def _ls_stage(rows: int, *, validate: bool, parts: bool, shard: Any = "default")
 
 
 def _rank_steps(rows: slice, weight: float, epochs: int) -> tuple[Tensor, list[float]]:
-    """float64: w <- w - lr * weight * (2 / n) X_r^T (X_r w - y_r); the reported losses."""
-    x, y, w = _X[rows], _Y[rows], _W0.clone()
+    """float64, per step: w <- w - lr * weight * (2 / n) X_r^T (X_r w - y_r); the reported
+    loss of an epoch is the mean of its steps' weight * mse."""
+    y, w = _Y[rows], _W0.clone()
     losses = []
     for _ in range(epochs):
-        residual = x @ w - y
-        losses.append(weight * float(residual.square().mean()))
-        w = w - _LR * weight * (2.0 / len(y)) * (x.T @ residual)
+        step_losses = []
+        for x in (batch[rows] for batch in _BATCHES):
+            residual = x @ w - y
+            step_losses.append(weight * float(residual.square().mean()))
+            w = w - _LR * weight * (2.0 / len(y)) * (x.T @ residual)
+        losses.append(sum(step_losses) / len(step_losses))
     return w, losses
 
 
@@ -540,3 +545,23 @@ def test_a_stage_without_a_shard_runs_in_one_process_and_is_refused_on_two() -> 
         fit(_ls_stage(4, validate=False, parts=False, shard=None), None, world=World(0, 2))
     assert str(err.value) == "stage 'ls': its batches cannot be split across 2 ranks"
     assert err.value.hint == "run it in one process (without --nproc / torchrun)"
+
+
+def test_a_diverging_loss_on_a_rank_names_stage_epoch_step_and_checkpoint(
+    group_of_one: None, tmp_path: Path
+) -> None:
+    from cdr.training.distributed import World
+
+    stage = _ls_stage(4, validate=True, parts=True)
+    good = stage.batches
+
+    def batches(epoch: int) -> list[tuple[Tensor, Tensor]]:
+        out = good(epoch)
+        return out if epoch == 0 else [out[0], (out[1][0], torch.full((4,), math.nan))]
+
+    with pytest.raises(DivergenceError) as err:
+        fit(attrs.evolve(stage, batches=batches), tmp_path, world=World(0, 2))
+    assert str(err.value) == (
+        "ls: loss is nan at epoch 2, step 2; the last good checkpoint is kept "
+        f"({tmp_path / 'ls.last.safetensors'})"
+    )
