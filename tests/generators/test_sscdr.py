@@ -104,6 +104,9 @@ def test_contract() -> None:
     assert component.config_cls().inference == "user"
     with pytest.raises(ValueError, match="inference"):
         SSCDRConfig(inference="two-hop")
+    # a served cold-start user has no history: servable only when inference ignores it
+    assert _generator(0.5, "user").traits.servable
+    assert not _generator(0.5, "neighbourhood").traits.servable
 
 
 @pytest.mark.slow

@@ -103,10 +103,12 @@ class SSCDRGenerator(GeneratorBase):
         inference: str = "user",
         joint_weight: float = 1.0,
     ) -> None:
-        # servable=False: a served cold-start user has a fold-in vector, not a history
-        super().__init__(
-            GeneratorTraits(uses_history=True, joint_weight=joint_weight, servable=False)
+        # the history trains L_U; at inference only the neighbourhood rule reads it, and a
+        # served cold-start user has a fold-in vector, not a history
+        traits = GeneratorTraits(
+            uses_history=True, joint_weight=joint_weight, servable=inference == "user"
         )
+        super().__init__(traits)
         mods: list[nn.Module] = []
         width = in_dim
         for _ in range(layers - 1):
