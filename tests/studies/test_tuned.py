@@ -184,6 +184,8 @@ def test_papers_run_on_a_second_dataset_with_the_real_encoders() -> None:
     assert "encoders.user.kind=llm" in rows["MuSiC"]
     assert "encoders.item.kind=id" in rows["EMCDR"]
     assert "encoders.user.kind=llm" not in rows["EMCDR"]
+    assert "encoders.user.kind=llm" in rows["CATN"]  # review-based: the users' reviews
+    assert "encoders.user.kind=llm" not in dict(tables_for("music")[0].rows)["CATN"]
     for spec in (*music.values(), *tables_for("micrec", "synthetic")):
         assert "dataset.kind=synthetic" in spec.base
         assert not any("ml-100k" in o for o in spec.base)

@@ -40,6 +40,17 @@ MUSIC_METHODS = (
     ("EMCDR", ("generator.kind=mapping", "encoders.item.kind=id")),
     ("PTUPCDR", ("generator.kind=ptupcdr", "encoders.item.kind=id")),
     ("DiffCDR", ("generator.kind=diffcdr", "encoders.item.kind=id")),
+    ("SSCDR", ("generator.kind=sscdr", "encoders.item.kind=id")),
+    ("LACDR", ("generator.kind=lacdr", "encoders.item.kind=id")),
+    ("CATN", ("generator.kind=catn", "encoders.item.kind=id")),
+    ("OmniMatch", ("generator.kind=omnimatch", "encoders.item.kind=id")),
+)
+#: the review-based baselines read the users' review text where a dataset has reviews
+REVIEW_METHODS = ("CATN", "OmniMatch")
+LLM_USERS = (
+    "encoders.user.kind=llm",
+    "encoders.user.max_length=128",
+    "encoders.user.max_reviews=4",
 )
 #: the paper's sensitivity studies: T (Fig. 3) and the heads' activation (Fig. 4)
 DIFFUSION_STEPS = (2, 5, 10, 20, 50)
@@ -244,15 +255,16 @@ class DatasetVariant:
     name: str
     base: tuple[str, ...]
     substitutions: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    row_extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def apply(self, spec: TableSpec) -> TableSpec:
-        subs = dict(self.substitutions)
+        subs, extra = dict(self.substitutions), dict(self.row_extra)
 
         def swap(overrides: tuple[str, ...]) -> tuple[str, ...]:
             return tuple(new for o in overrides for new in subs.get(o, (o,)))
 
         base = (*self.base, *(o for o in swap(spec.base) if not o.startswith("dataset.")))
-        rows = tuple((label, swap(row)) for label, row in spec.rows)
+        rows = tuple((label, (*swap(row), *extra.get(label, ()))) for label, row in spec.rows)
         return attrs.evolve(spec, base=base, rows=rows)
 
 
@@ -271,15 +283,11 @@ DATASETS: dict[str, tuple[DatasetVariant, ...]] = {
             (
                 (
                     "encoders.item.kind=plm",
-                    (
-                        "encoders.item.kind=fusion",
-                        "encoders.user.kind=llm",
-                        # SmolLM2 takes ~1.7 CPU s per user at 512 tokens x 10 reviews
-                        "encoders.user.max_length=128",
-                        "encoders.user.max_reviews=4",
-                    ),
+                    # SmolLM2 takes ~1.7 CPU s per user at 512 tokens x 10 reviews
+                    ("encoders.item.kind=fusion", *LLM_USERS),
                 ),
             ),
+            tuple((label, LLM_USERS) for label in REVIEW_METHODS),
         ),
     ),
     "micrec": (
