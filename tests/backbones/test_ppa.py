@@ -64,7 +64,7 @@ def test_decoder_distances_logits_and_diversity_match_a_loop_reference() -> None
             for k in range(3 * c, 3 * c + 3):
                 cos = float(p[j] @ p[k] / (p[j].norm() * p[k].norm()))
                 div += max(0.0, cos - 0.3) if j != k else 0.0
-    assert float(decoder.diversity(0.3)) == pytest.approx(div, rel=1e-5, abs=1e-7)
+    assert float(decoder.diversity(0.3).detach()) == pytest.approx(div, rel=1e-5, abs=1e-7)
 
 
 def test_prototype_terms_match_the_authors_soft_target_formula() -> None:
