@@ -19,12 +19,12 @@ B = [0.1, -0.2]
 COND = [[0.2, 0.4], [-0.5, 0.1], [0.3, -0.6]]
 TARGET = [[0.5, 1.0], [0.0, -0.4], [0.9, 0.2]]
 ITEMS = [
-    [[0.1, 0.2], [1.2, -0.4]],
+    [[0.1, 0.6], [1.2, -0.4]],
     [[-0.6, 0.3], [0.5, 0.5]],
     [[0.0, 0.9], [0.7, 0.1]],
 ]
 MASK = [[True, True], [True, False], [True, True]]
-MARGIN = 0.1
+MARGIN = 0.5
 
 
 def _f(x: list[float]) -> list[float]:
@@ -40,8 +40,21 @@ def _d(a: list[float], b: list[float]) -> float:
     return sum((x - y) ** 2 for x, y in zip(a, b, strict=True))
 
 
-def _generator(unlabeled_weight: float, inference: str = "neighbourhood") -> SSCDRGenerator:
-    gen = SSCDRGenerator(2, 2, 8, 1, MARGIN, unlabeled_weight, inference).double()
+def _generator(
+    unlabeled_weight: float,
+    inference: str = "neighbourhood",
+    anchor: str = "target",
+    clip: bool = False,
+) -> SSCDRGenerator:
+    config = SSCDRConfig(
+        layers=1,
+        margin=MARGIN,
+        unlabeled_weight=unlabeled_weight,
+        anchor=anchor,
+        unit_ball=clip,
+        inference=inference,
+    )
+    gen = SSCDRGenerator(2, 2, config).double()
     with torch.no_grad():
         gen.net[0].weight.copy_(torch.tensor(W, dtype=torch.float64))
         gen.net[0].bias.copy_(torch.tensor(B, dtype=torch.float64))
@@ -52,24 +65,28 @@ def _history() -> History:
     return History(torch.tensor(ITEMS, dtype=torch.float64), torch.tensor(MASK))
 
 
-def test_loss_is_supervised_plus_weighted_unlabeled_hinge() -> None:
+@pytest.mark.parametrize(
+    ("anchor", "clip"), [("target", False), ("mapped", True), ("target", True)]
+)
+def test_loss_is_supervised_plus_weighted_unlabeled_hinge(anchor: str, clip: bool) -> None:
     n = len(COND)
     supervised = sum(_d(_f(COND[b]), TARGET[b]) for b in range(n)) / n
+    keep = _clip if clip else (lambda v: v)
     hinges, active = [], 0
     for b in range(n):
         prev = (b - 1) % n  # the in-batch negative comes from the previous row (roll 1)
         for slot in range(2):
             if not (MASK[b][slot] and MASK[prev][slot]):
                 continue
-            user = _clip(_f(COND[b]))
-            pos, neg = _clip(_f(ITEMS[b][slot])), _clip(_f(ITEMS[prev][slot]))
+            user = keep(TARGET[b] if anchor == "target" else _f(COND[b]))
+            pos, neg = keep(_f(ITEMS[b][slot])), keep(_f(ITEMS[prev][slot]))
             hinge = max(0.0, MARGIN + _d(user, pos) - _d(user, neg))
             active += hinge > 0
             hinges.append(hinge)
     assert 0 < active < len(hinges)  # the case exercises both sides of the hinge
     assert any(math.hypot(*_f(x)) > 1 for row in ITEMS for x in row)  # and the clipping
     expected = supervised + 0.5 * sum(hinges) / len(hinges)
-    gen = _generator(0.5)
+    gen = _generator(0.5, anchor=anchor, clip=clip)
     target = torch.tensor(TARGET, dtype=torch.float64)
     cond = torch.tensor(COND, dtype=torch.float64)
     with torch.no_grad():
@@ -101,7 +118,9 @@ def test_unit_ball_clips_long_vectors_only() -> None:
 def test_contract() -> None:
     check_contract(component)
     check_contract(component, dim=3, in_dim=5)
-    assert component.config_cls().inference == "user"
+    defaults = component.config_cls()  # DiffCDR's SSCDR: linear f, lambda 1, anchor u^T
+    assert (defaults.layers, defaults.unlabeled_weight, defaults.anchor) == (1, 1.0, "target")
+    assert defaults.inference == "user" and not defaults.unit_ball
     with pytest.raises(ValueError, match="inference"):
         SSCDRConfig(inference="two-hop")
     # a served cold-start user has no history: servable only when inference ignores it
