@@ -13,9 +13,10 @@ checked here, so the terms are written out), per user, averaged over the batch:
 - ``||dec_T(enc_T(u^T)) - u^T||`` for users with a target vector,
 - ``alpha ||enc_A(u^A) - enc_T(u^T)||`` for overlapping users (both vectors),
 
-with Euclidean norms (not squared), as in the reimplementation by DiffCDR's authors, which
-benchmarks LACDR with linear, bias-free encoders and decoders, ``alpha`` = 2 and a code of
-4 dimensions (for 10-dimensional embeddings); those are the defaults here (``latent`` 4,
+with Euclidean norms (not squared), as in the LACDR of DiffCDR's code (Xie et al. 2024),
+the code base whose baseline set (CMF, EMCDR, SSCDR, LACDR, PTUPCDR, DiffCDR) MuSiC's
+tables repeat: linear, bias-free encoders and decoders, ``alpha`` = 2 and a code of 4
+dimensions (for 10-dimensional embeddings); those are the defaults here (``latent`` 4,
 ``alpha`` 2, linear maps). ``joint_weight`` 1: LACDR trains on its own objective.
 
 Side users (target vector only) train the target autoencoder in stage 1
