@@ -87,7 +87,7 @@ def test_prototype_terms_match_the_authors_soft_target_formula() -> None:
         ce = float(-(soft * logp).sum(1).mean())
         own = dist[:, 2 * label : 2 * label + 2].min(1).values.mean()
         other = dist[:, 2 * (1 - label) : 2 * (1 - label) + 2].min(1).values.mean()
-        div = float(decoder.diversity(0.3))
+        div = float(decoder.diversity(0.3).detach())
         return ce + (0.1 * float(own) - 0.05 * float(other) + 0.001 * div) / 2
 
     expected = 0.7 * (terms(spec, 1) + terms(spec[[1, 0]], 0))
