@@ -196,3 +196,17 @@ def test_a_bad_key_is_located_in_the_message(tmp_path: Path) -> None:
         save_checkpoint(tmp_path / "c.safetensors", {"outer": {"inner": {True: 1}}})
     with pytest.raises(TypeError, match=r"checkpoint \S*outer: key \(1, 2\) is not a str"):
         save_checkpoint(tmp_path / "c.safetensors", {"outer": {(1, 2): 1}})
+
+
+def test_a_header_that_is_not_json_is_malformed(tmp_path: Path) -> None:
+    path = _with_header(tmp_path / "c", {"format": "cdr-checkpoint/1", "cdr": "{not json"})
+    with pytest.raises(RunError, match=rf"^{re.escape(str(path))}: malformed checkpoint header$"):
+        load_checkpoint(path)
+
+
+def test_what_cannot_be_stored_is_named_with_its_place(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match=r"^checkpoint \S*outer/x: cannot store a object$"):
+        save_checkpoint(tmp_path / "c", {"outer": {"x": object()}})
+    # the int key 1 and the str key "1" flatten to the same tensor key
+    with pytest.raises(TypeError, match=r"^checkpoint \S*d/1: two tensors under one key$"):
+        save_checkpoint(tmp_path / "c", {"d": {1: torch.zeros(1), "1": torch.ones(1)}})

@@ -565,3 +565,42 @@ def test_a_diverging_loss_on_a_rank_names_stage_epoch_step_and_checkpoint(
         "ls: loss is nan at epoch 2, step 2; the last good checkpoint is kept "
         f"({tmp_path / 'ls.last.safetensors'})"
     )
+
+
+def test_non_finite_parameters_and_validation_messages_are_exact(tmp_path: Path) -> None:
+    """A finite loss whose step overflows the float32 parameters at the 2nd epoch; a NaN
+    validation value at the 2nd epoch. Both after epoch 1's checkpoint."""
+    module = nn.Linear(1, 1)
+    opt = torch.optim.SGD(module.parameters(), lr=1e30)
+    current = [0]
+
+    def batches(epoch: int) -> list[int]:
+        current[0] = epoch
+        return [0]
+
+    def loss(_: int) -> Tensor:
+        return module(torch.ones(1, 1)).sum() * (1e30 if current[0] == 1 else 0.0)
+
+    stage: Stage[int] = Stage(
+        name="lin",
+        module=module,
+        optimizer=opt,
+        batches=batches,
+        loss=loss,
+        budget=Budget(3, 1, 5, "min"),
+        validate=lambda: 1.0,
+    )
+    with pytest.raises(DivergenceError) as err:
+        fit(stage, tmp_path / "a")
+    assert str(err.value) == (
+        "lin: parameters became non-finite at epoch 2; the last good checkpoint is kept "
+        f"({tmp_path / 'a' / 'lin.last.safetensors'})"
+    )
+    toy = _stage(epochs=3, eval_every=1)
+    values = iter([1.0, math.nan])
+    with pytest.raises(DivergenceError) as err:
+        fit(attrs.evolve(toy, validate=lambda: next(values)), tmp_path / "b")
+    assert str(err.value) == (
+        "toy: validation value is nan at epoch 2; the last good checkpoint is kept "
+        f"({tmp_path / 'b' / 'toy.last.safetensors'})"
+    )
