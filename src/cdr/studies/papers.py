@@ -302,7 +302,9 @@ def tables_for(paper: str, dataset: str | None = None) -> tuple[TableSpec, ...]:
     """``paper``'s tables on ``dataset`` (None: the paper's default dataset)."""
     if paper not in TABLES:
         raise ConfigError(f"paper: {paper!r} is not one of {', '.join(TABLES)}")
-    variants = {v.name: v for v in DATASETS[paper]}
+    if paper not in DATASETS and dataset is None:
+        return TABLES[paper]  # a paper with only its own tables' dataset
+    variants = {v.name: v for v in DATASETS.get(paper, ())}
     name = dataset or DATASETS[paper][0].name
     if name not in variants:
         raise ConfigError(f"--dataset: {name!r} is not one of {', '.join(variants)} for {paper}")
