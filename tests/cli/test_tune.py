@@ -76,6 +76,7 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
         trials = _trials(tmp_path)
         done = [t for t in trials if t.state.is_finished()]
         running = [t for t in trials if t.state == TrialState.RUNNING]
+        workers = _children(proc.pid)  # before the check: the kill follows it at once
         if done and running and Path(running[0].user_attrs.get("run_dir", "/nonexistent"),
                                      "status.json").exists():
             break
@@ -83,9 +84,10 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
         time.sleep(0.2)
     else:
         pytest.fail("the study never had a finished and a running trial")
-    workers = _children(proc.pid)
-    assert len(workers) >= 2
+    # (on a heavily loaded machine a slow ps between the check and the kill let the running
+    # trial finish and a fresh, unstarted one be the only one killed)
     os.kill(proc.pid, signal.SIGKILL)
+    assert len(workers) >= 2
     proc.wait()
     at_kill = {t.number: t.state for t in _trials(tmp_path)}
     # the workers die with the tune process: nothing moves in the study any more
