@@ -134,9 +134,11 @@ def json_lines(path: Path, skip_malformed: bool = False) -> Iterator[tuple[int, 
         except UnicodeDecodeError as exc:
             if skip_malformed:
                 continue
+            # utf-8-sig reports positions after a byte-order mark: count from the raw line
+            at = exc.start + (3 if raw.startswith(b"\xef\xbb\xbf") else 0)
             raise DatasetFormatError(
-                f"{path}:{number}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at column "
-                f"{exc.start + 1})") from None
+                f"{path}:{number}: not UTF-8 text (byte 0x{raw[at]:02x} at column "
+                f"{at + 1})") from None
         if not line.strip():
             continue
         try:

@@ -388,8 +388,6 @@ def outputs(ctx: RunContext, state: RunState) -> RunState:
     return state
 
 
-
-
 FEATURES = StageSpec("features", features, needs=("split",), gives=("features", "visible"))
 SPACE = StageSpec(
     "stage 0: target space",
