@@ -109,3 +109,33 @@ def test_reference_rows_come_from_the_runs_and_mark_methods_below_them() -> None
     methods = {(r["method"], r["metric"]): r["mean"] for r in table_rows(result)}
     assert methods[("reference: item mean", "mae")] == pytest.approx(0.76)
     assert ("reference: item mean", "ndcg@20") not in methods
+
+
+def test_a_best_epoch_in_the_last_tenth_of_its_budget_is_named() -> None:
+    from cdr.studies.tables import TableResult
+
+    spec = TableSpec(
+        "t", "budget", rows=(("A", ()), ("B", ()), ("C", ())), columns=(("c", ()),),
+        metrics=("ndcg@20",),
+    )  # fmt: skip
+    values = {
+        # 0-indexed best epochs 26 and 27 of 30: epochs 27 and 28, 28 > 27 = 0.9 * 30
+        ("A", "c"): {"ndcg@20": [0.3, 0.3], "best_epoch": [26.0, 27.0], "epoch_budget": [30, 30]},
+        # epoch 27 of 30 is exactly at the boundary: not in the last tenth
+        ("B", "c"): {"ndcg@20": [0.3], "best_epoch": [26.0], "epoch_budget": [30.0]},
+        # counts (1-indexed): stage 0 took all 100 of 100
+        ("C", "c"): {"ndcg@20": [0.3], "stage0_epochs": [100.0], "stage0_budget": [100.0],
+                     "stage2_epochs": [10.0], "stage2_budget": [100.0]},
+    }  # fmt: skip
+    text = render_markdown(TableResult(spec, values, {}), [0, 1])
+    assert (
+        "Budget short (best epoch in the last 10% of it): A (c, training: best epoch 28 of 30); "
+        "C (c, stage 0: best epoch 100 of 100)." in text
+    )
+    values[("A", "c")]["best_epoch"] = [3.0, 4.0]
+    values[("C", "c")]["stage0_epochs"] = [12.0]
+    text = render_markdown(TableResult(spec, values, {}), [0, 1])
+    assert "Budget: every run's best epoch is before the last 10% of its budget." in text
+    del values[("A", "c")]["epoch_budget"], values[("B", "c")]["epoch_budget"]
+    del values[("C", "c")]["stage0_budget"], values[("C", "c")]["stage2_budget"]
+    assert "Budget" not in render_markdown(TableResult(spec, values, {}), [0, 1])

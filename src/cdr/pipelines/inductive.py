@@ -179,6 +179,8 @@ def train_graphs(
         metrics["backbone_epochs"] = float(result.best_epoch + 1)
     else:
         metrics["best_epoch"] = float(result.best_epoch)
+    # the budget, so a table can check that no best epoch is in its last 10%
+    metrics["epoch_budget"] = float(ctx.cfg.trainer.epochs)
     return state.with_metrics(
         metrics, graphs=data, model=model, scorer=scorer, notes=(*state.notes, *notes)
     )

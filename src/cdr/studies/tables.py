@@ -116,6 +116,35 @@ def _fmt(mean: float, std: float) -> str:
     return "n/a" if math.isnan(mean) else f"{mean:.4f} ± {std:.4f}"
 
 
+#: (epochs-to-best metric, its budget, offset to make the first a count, stage name): the
+#: training stages whose budget a table checks
+BUDGETS = (
+    ("best_epoch", "epoch_budget", 1.0, "training"),
+    ("backbone_epochs", "epoch_budget", 0.0, "backbones"),
+    ("stage0_epochs", "stage0_budget", 0.0, "stage 0"),
+    ("stage2_epochs", "stage2_budget", 0.0, "stage 2"),
+    ("generator_epochs", "stage2_budget", 0.0, "stage 2"),
+)
+#: a budget is enough when no best epoch falls in its last tenth
+LAST_SHARE = 0.1
+
+
+def short_budgets(result: TableResult) -> list[str]:
+    """Cells whose best epoch (any seed) falls in the last 10% of its stage's budget: a
+    longer budget might change their numbers. One entry per (row, column, stage)."""
+    found = []
+    for row, _ in result.spec.rows:
+        for column, _ in result.spec.columns:
+            bucket = result.values.get((row, column), {})
+            for epochs, budget, offset, stage in BUDGETS:
+                pairs = zip(bucket.get(epochs, []), bucket.get(budget, []), strict=False)
+                late = [(e + offset, b) for e, b in pairs if e + offset > (1 - LAST_SHARE) * b]
+                if late:
+                    best, total = max(late)
+                    found.append(f"{row} ({column}, {stage}: best epoch {best:.0f} of {total:.0f})")
+    return found
+
+
 def render_markdown(result: TableResult, seeds: Sequence[int]) -> str:
     """The table as Markdown: one row per method, a column per (condition, metric), then
     the reference predictors (global mean, item mean, user auxiliary mean, popularity)
@@ -179,6 +208,12 @@ def render_markdown(result: TableResult, seeds: Sequence[int]) -> str:
             "† below the best reference predictor of its column (it learned nothing a "
             "non-personalised reference does not have): " + "; ".join(below) + ".",
         ]
+    checked = any(b in bucket for bucket in result.values.values() for _, b, _, _ in BUDGETS)
+    late = short_budgets(result)
+    if late:
+        lines += ["", "Budget short (best epoch in the last 10% of it): " + "; ".join(late) + "."]
+    elif checked:
+        lines += ["", "Budget: every run's best epoch is before the last 10% of its budget."]
     return "\n".join(lines) + "\n"
 
 
