@@ -139,3 +139,21 @@ def test_a_best_epoch_in_the_last_tenth_of_its_budget_is_named() -> None:
     del values[("A", "c")]["epoch_budget"], values[("B", "c")]["epoch_budget"]
     del values[("C", "c")]["stage0_budget"], values[("C", "c")]["stage2_budget"]
     assert "Budget" not in render_markdown(TableResult(spec, values, {}), [0, 1])
+
+
+def test_a_method_in_two_tables_runs_once_per_seed(tmp_path: Path) -> None:
+    same = (("A", ("trainer.lr=0.1",)),)
+    first = TableSpec("t2", "Table 2", rows=same, columns=(("c", ()),), metrics=("ndcg@20",))
+    second = TableSpec(
+        "t4", "Table 4", rows=(*same, ("B", ("trainer.lr=0.3",))), columns=(("c", ()),),
+        metrics=("ndcg@20",),
+    )  # fmt: skip
+    run_table(first, BASE, [0, 1], REGISTRY, tmp_path)
+    assert len(support.CALLS) == 2
+    result = run_table(second, BASE, [0, 1], REGISTRY, tmp_path)
+    assert len(support.CALLS) == 4  # only B's two seeds are new
+    assert result.mean_std("A", "c", "ndcg@20") == run_table(
+        first, BASE, [0, 1], REGISTRY, tmp_path
+    ).mean_std("A", "c", "ndcg@20")
+    assert all("t2_A" in d for d in result.run_dirs[("A", "c")])
+    assert not (tmp_path / "t4_A_c-seed0").exists()

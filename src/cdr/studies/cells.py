@@ -72,7 +72,10 @@ def run_cells(
             apply_overrides(data, [*cell.overrides, *seed_overrides(cell.seed)]), registry
         )
         run_dir = out_dir / cell.dirname
-        if run_dir.exists() and run_status(run_dir):
+        twin = None if run_dir.exists() else finished_twin(out_dir, cfg, registry)
+        if twin is not None:  # the same run under another table's label: read it back
+            record = resume_experiment(twin, registry, reporter=reporter)
+        elif run_dir.exists() and run_status(run_dir):
             check_same_config(run_dir, cfg, registry)
             record = resume_experiment(run_dir, registry, reporter=reporter)
         else:
@@ -84,6 +87,20 @@ def run_cells(
         results.append(CellResult(cell, record))
         report("study cells")
     return results
+
+
+def finished_twin(out_dir: Path, cfg: Any, registry: Registry) -> Path | None:
+    """A finished run directory under ``out_dir`` run with exactly ``cfg`` (a method that
+    appears in several tables, e.g. MICRec in Tables 2, 3 and 4, runs once per seed)."""
+    wanted = tomllib.loads(config_to_toml(cfg, registry))
+    for path in sorted(out_dir.glob(f"*/{CONFIG}")):
+        try:
+            stored = tomllib.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+            continue
+        if stored == wanted and run_status(path.parent).get("state") == "done":
+            return path.parent
+    return None
 
 
 def check_same_config(run_dir: Path, cfg: Any, registry: Registry) -> None:

@@ -94,6 +94,13 @@ MICREC_METHODS = (
     ("MF-BPR", ("backbone.kind=mf", "aligner.kind=none")),
     ("MICRec", MICREC),
 )
+#: MICRec Table 3's ablations (its first row is MICRec itself)
+MICREC_ABLATIONS = (
+    ("w/o MM", (*MICREC, "backbone.multimodal=false")),
+    ("w/o CD", ("backbone.kind=inmo", "aligner.kind=none")),
+    ("w/o VIS", (*MICREC, "backbone.image=false")),
+    ("w/o TXT", (*MICREC, "backbone.text=false")),
+)
 INDUCTIVE = (("inductive", ()),)
 
 
@@ -166,10 +173,7 @@ TABLES: dict[str, tuple[TableSpec, ...]] = {
             "MICRec Table 3: ablations",
             (
                 ("MICRec", MICREC),
-                ("w/o MM", (*MICREC, "backbone.multimodal=false")),
-                ("w/o CD", ("backbone.kind=inmo", "aligner.kind=none")),
-                ("w/o VIS", (*MICREC, "backbone.image=false")),
-                ("w/o TXT", (*MICREC, "backbone.text=false")),
+                *MICREC_ABLATIONS,
             ),
             INDUCTIVE,
             _domains(("ndcg@20",)),
@@ -182,6 +186,22 @@ TABLES: dict[str, tuple[TableSpec, ...]] = {
             INDUCTIVE,
             _domains(("recall@20", "ndcg@20"), "tail_items"),
             MICREC_BASE,
+        ),
+        *(
+            TableSpec(
+                f"slices_{domain}",
+                f"Inductive slices, {domain} domain: NDCG@20 of seen / unseen users on all / "
+                "seen / unseen items",
+                (*MICREC_METHODS, *MICREC_ABLATIONS),
+                INDUCTIVE,
+                tuple(
+                    f"{domain}/{users}-users/{items}-items/ndcg@20"
+                    for users in ("seen", "unseen")
+                    for items in ("all", "seen", "unseen")
+                ),
+                MICREC_BASE,
+            )
+            for domain in ("source", "target")
         ),
     ),
     "compose": (
