@@ -36,11 +36,10 @@ from cdr.backbones.ngcf import NGCFBackbone
 from cdr.backbones.sgl import SGLBackbone
 from cdr.backbones.xsimgcl import XSimGCLBackbone
 from cdr.data.records import Interactions
-from cdr.interfaces import Graph, GraphBackbone, ModalityFeatures
-from cdr.pipelines.backbone_model import DomainData, InductiveModel, training_loss
-from cdr.pipelines.inductive_sampling import BPRSampler
+from cdr.interfaces import GraphBackbone, ModalityFeatures
 
 sys.path.insert(0, str(Path(__file__).parent))  # the LightGCN benchmark's graph and sizes
+from backbone_steps import shared_step
 from test_lightgcn import BATCH, NUM_EDGES, NUM_ITEMS, NUM_USERS, electronics_sized_graph
 
 DIM = 64
@@ -92,23 +91,7 @@ def build(name: str) -> GraphBackbone:
 
 def step_fn(backbone: GraphBackbone, train: Interactions) -> Callable[[], float]:
     """One step of the shared training loop on one domain."""
-    model = InductiveModel({"target": backbone}, None)
-    graph = Graph(train.edge_index, NUM_USERS, NUM_ITEMS)
-    backbone.prepare(graph)
-    model.set_epoch(0)  # SGL's views, INMO's alpha (the loop calls it before each epoch)
-    data = {"target": DomainData(None, None, graph, graph)}  # type: ignore[arg-type]
-    sampler = BPRSampler(train, NUM_ITEMS, torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> float:
-        loss, _ = training_loss(model, data, {"target": sampler.sample(BATCH)}, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return shared_step({"target": backbone}, {"target": train}, NUM_USERS, NUM_ITEMS, BATCH)
 
 
 @pytest.mark.quick

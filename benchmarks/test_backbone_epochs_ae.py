@@ -30,11 +30,11 @@ from cdr.backbones.multvae import MultVAEBackbone, MultVAEConfig
 from cdr.backbones.neumf import NeuMFBackbone
 from cdr.data.records import Interactions
 from cdr.interfaces import Graph, GraphBackbone
-from cdr.pipelines.backbone_model import DomainData, InductiveModel, training_loss
-from cdr.pipelines.inductive_sampling import BPRSampler
+from cdr.pipelines.backbone_model import InductiveModel
 from cdr.scorers.dot import DotScorer
 
 sys.path.insert(0, str(Path(__file__).parent))  # the LightGCN benchmark's graph and sizes
+from backbone_steps import shared_step
 from test_lightgcn import (
     BATCH,
     NUM_EDGES,
@@ -65,22 +65,7 @@ def build(name: str) -> GraphBackbone:
 
 def step_fn(backbone: GraphBackbone, train: Interactions) -> Callable[[], float]:
     """One step of the shared training loop on one domain."""
-    model = InductiveModel({"target": backbone}, None)
-    graph = Graph(train.edge_index, NUM_USERS, NUM_ITEMS)
-    backbone.prepare(graph)
-    data = {"target": DomainData(None, None, graph, graph)}  # type: ignore[arg-type]
-    sampler = BPRSampler(train, NUM_ITEMS, torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> float:
-        loss, _ = training_loss(model, data, {"target": sampler.sample(BATCH)}, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return shared_step({"target": backbone}, {"target": train}, NUM_USERS, NUM_ITEMS, BATCH)
 
 
 @pytest.mark.parametrize("name", ["neumf", "multvae", "multvae-601"])

@@ -31,11 +31,10 @@ from cdr.backbones.lightgcn import LightGCNBackbone
 from cdr.backbones.ppa import PPABackbone
 from cdr.backbones.unicdr import UniCDRBackbone
 from cdr.data.records import Interactions
-from cdr.interfaces import Graph, GraphBackbone
-from cdr.pipelines.backbone_model import DomainData, InductiveModel, training_loss
-from cdr.pipelines.inductive_sampling import BPRSampler
+from cdr.interfaces import GraphBackbone
 
 sys.path.insert(0, str(Path(__file__).parent))  # the LightGCN benchmark's graph and sizes
+from backbone_steps import shared_step
 from test_lightgcn import BATCH, NUM_EDGES, NUM_ITEMS, NUM_USERS, electronics_sized_graph
 
 DIM = 64
@@ -69,25 +68,7 @@ def step_fn(name: str, graphs: dict[str, Interactions]) -> Callable[[], float]:
     """One step of the shared training loop on both domains (paired as the pipeline does)."""
     backbones = {domain: build(name, domain) for domain in DOMAINS}
     backbones["target"].pair(backbones["source"])
-    model = InductiveModel(backbones, None)
-    data, samplers = {}, {}
-    for domain, train in graphs.items():
-        graph = Graph(train.edge_index, NUM_USERS, NUM_ITEMS)
-        backbones[domain].prepare(graph)
-        data[domain] = DomainData(None, None, graph, graph)  # type: ignore[arg-type]
-        samplers[domain] = BPRSampler(train, NUM_ITEMS, torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> float:
-        batches = {domain: s.sample(BATCH) for domain, s in samplers.items()}
-        loss, _ = training_loss(model, data, batches, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return shared_step(backbones, graphs, NUM_USERS, NUM_ITEMS, BATCH)
 
 
 @pytest.mark.quick

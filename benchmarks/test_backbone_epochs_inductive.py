@@ -31,10 +31,9 @@ from cdr.backbones.imcgae import IMCGAEBackbone
 from cdr.backbones.lightgcn import LightGCNBackbone
 from cdr.data.records import Interactions
 from cdr.interfaces import Graph, GraphBackbone
-from cdr.pipelines.backbone_model import DomainData, InductiveModel, training_loss
-from cdr.pipelines.inductive_sampling import BPRSampler
 
 sys.path.insert(0, str(Path(__file__).parent))  # the LightGCN benchmark's graph and sizes
+from backbone_steps import shared_step
 from test_lightgcn import BATCH, NUM_ITEMS, NUM_USERS, electronics_sized_graph
 
 DIM = 64
@@ -73,21 +72,9 @@ def build(name: str) -> GraphBackbone:
 
 def step_fn(backbone: GraphBackbone, train: Interactions, graph: Graph) -> Callable[[], float]:
     """One step of the shared training loop on one domain."""
-    model = InductiveModel({"target": backbone}, None)
-    backbone.prepare(graph)
-    data = {"target": DomainData(None, None, graph, graph)}  # type: ignore[arg-type]
-    sampler = BPRSampler(train, NUM_ITEMS, torch.Generator().manual_seed(1))
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    model.train()
-
-    def step() -> float:
-        loss, _ = training_loss(model, data, {"target": sampler.sample(BATCH)}, None)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return shared_step(
+        {"target": backbone}, {"target": train}, NUM_USERS, NUM_ITEMS, BATCH, {"target": graph}
+    )
 
 
 @pytest.mark.parametrize("name", ["imcgae", "idcf"])
