@@ -103,6 +103,9 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
                 if t.state.is_finished()}
     stamps = {n: (d / "status.json").stat().st_mtime_ns for n, d in finished.items()}
     assert killed and finished
+    # which killed trials had begun their run: read now, before the retries write theirs
+    started = [t for t in killed
+               if Path(t.user_attrs.get("run_dir", "/nonexistent"), "status.json").exists()]
     # the same command again
     result = subprocess.run(command(tmp_path, 6), cwd=tmp_path, capture_output=True, text=True,
                             timeout=600)
@@ -112,8 +115,6 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
     done = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
     assert len(done) == 6, [(t.number, t.state.name, t.user_attrs, t.system_attrs)
                             for t in trials]
-    started = [t for t in killed
-               if Path(t.user_attrs.get("run_dir", "/nonexistent"), "status.json").exists()]
     assert started  # the one whose run had begun (waited for above)
     for t in killed:  # failed, then retried (a trial killed before sampling has no params)
         retry = next(r for r in trials if r.system_attrs.get("failed_trial") == t.number)
