@@ -72,11 +72,12 @@ def run_cells(
             apply_overrides(data, [*cell.overrides, *seed_overrides(cell.seed)]), registry
         )
         run_dir = out_dir / cell.dirname
-        twin = None if run_dir.exists() else finished_twin(out_dir, cfg, registry)
+        wanted = tomllib.loads(config_to_toml(cfg, registry))  # as a run's config.toml reads
+        twin = None if run_dir.exists() else finished_twin(out_dir, wanted)
         if twin is not None:  # the same run under another table's label: read it back
             record = resume_experiment(twin, registry, reporter=reporter)
         elif run_dir.exists() and run_status(run_dir):
-            check_same_config(run_dir, cfg, registry)
+            check_same_config(run_dir, wanted)
             record = resume_experiment(run_dir, registry, reporter=reporter)
         else:
             if run_dir.exists():  # created but never started: nothing to keep
@@ -89,32 +90,30 @@ def run_cells(
     return results
 
 
-def finished_twin(out_dir: Path, cfg: Any, registry: Registry) -> Path | None:
-    """A finished run directory under ``out_dir`` run with exactly ``cfg`` (a method that
+def stored_config(run_dir: Path) -> dict[str, Any] | None:
+    """A run directory's config as data; None when it has none or it cannot be read
+    (``resume_experiment`` then says what is wrong with the directory)."""
+    try:
+        return tomllib.loads((run_dir / CONFIG).read_text())
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return None
+
+
+def finished_twin(out_dir: Path, wanted: dict[str, Any]) -> Path | None:
+    """A finished run directory under ``out_dir`` whose config is ``wanted`` (a method that
     appears in several tables, e.g. MICRec in Tables 2, 3 and 4, runs once per seed)."""
-    wanted = tomllib.loads(config_to_toml(cfg, registry))
     for path in sorted(out_dir.glob(f"*/{CONFIG}")):
-        try:
-            stored = tomllib.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-            continue
-        if stored == wanted and run_status(path.parent).get("state") == "done":
+        if stored_config(path.parent) == wanted and run_status(path.parent).get("state") == "done":
             return path.parent
     return None
 
 
-def check_same_config(run_dir: Path, cfg: Any, registry: Registry) -> None:
+def check_same_config(run_dir: Path, wanted: dict[str, Any]) -> None:
     """A cell's run directory is resumed only if it was run with the cell's config: a
     study re-run with other overrides (a tuned setting, a ``--set``) must not read back a
     stale result under the same label."""
-    path = run_dir / CONFIG
-    if not path.exists():
-        return  # resume_experiment says what is wrong with the directory
-    try:
-        stored = tomllib.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return
-    if stored != tomllib.loads(config_to_toml(cfg, registry)):
+    stored = stored_config(run_dir)
+    if stored is not None and stored != wanted:
         raise ConfigError(
             f"{run_dir}: was run with another config than this study's cell "
             f"{run_dir.name!r}; remove it or use another --out"
