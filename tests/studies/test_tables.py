@@ -157,3 +157,44 @@ def test_a_method_in_two_tables_runs_once_per_seed(tmp_path: Path) -> None:
     ).mean_std("A", "c", "ndcg@20")
     assert all("t2_A" in d for d in result.run_dirs[("A", "c")])
     assert not (tmp_path / "t4_A_c-seed0").exists()
+
+
+def test_excluded_rows_are_not_run_and_the_markdown_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cdr.errors import ConfigError
+    from cdr.studies import papers, reproduce
+
+    base = (
+        "dataset.kind=tiny",
+        "encoders.item.kind=constant",
+        "encoders.user.kind=constant",
+        "generator.kind=identity",
+    )
+    rows = (("A", ()), ("B", ("trainer.lr=0.5",)))
+    table = TableSpec(
+        "t", "a table", rows=rows, columns=(("c", ()),), metrics=("ndcg@20",), base=base
+    )
+    only_b = TableSpec(
+        "u", "B's table", rows=rows[1:], columns=(("c", ()),), metrics=("ndcg@20",), base=base
+    )
+    monkeypatch.setitem(papers.TABLES, "toy", (table, only_b))
+    markdown = reproduce.reproduce("toy", [0], REGISTRY, tmp_path, exclude=["B"])
+    text = markdown.read_text()
+    assert "| A |" in text and "| B |" not in text and "--exclude 'B'" in text
+    assert "B's table" not in text  # a table left without rows is dropped
+    assert sorted(p.name for p in (tmp_path / "cells").iterdir()) == ["t_A_c-seed0"]
+    with pytest.raises(ConfigError, match="--exclude: 'C' is no method row"):
+        reproduce.reproduce("toy", [0], REGISTRY, tmp_path, exclude=["C"])
+    sensitivity = TableSpec(
+        "f",
+        "fig",
+        rows=rows,
+        columns=(("c", ()),),
+        metrics=("ndcg@20",),
+        base=base,
+        tuned_from="t:B",
+    )
+    monkeypatch.setitem(papers.TABLES, "toy", (table, sensitivity))
+    with pytest.raises(ConfigError, match="takes 'B'"):
+        reproduce.reproduce("toy", [0], REGISTRY, tmp_path, exclude=["B"])

@@ -33,6 +33,15 @@ def reproduce(
         str | None,
         typer.Option(help="ml-100k-genres (default) or synthetic (see docs/results.md)."),
     ] = None,
+    exclude: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--exclude",
+            "-x",
+            help="Leave this method row out of every table (repeatable; e.g. a model too "
+            "slow to tune on this machine).",
+        ),
+    ] = None,
     tune_space: Annotated[
         Path | None,
         typer.Option(help="Search space TOML (default: the one cdr ships for the paper)."),
@@ -61,6 +70,7 @@ def reproduce(
             tune_trials=tune_trials,
             tune_space=tune_space,
             dataset=dataset,
+            exclude=exclude or [],
         )
     console.print(markdown.read_text())
     console.print(f"wrote {markdown}, {markdown.with_suffix('.csv')}")

@@ -15,7 +15,13 @@ from cdr.registry import Registry
 from cdr.runs import atomic_write_bytes, atomic_write_text
 from cdr.studies.papers import tables_for
 from cdr.studies.sweep import write_csv
-from cdr.studies.tables import TableResult, render_markdown, run_table, table_rows
+from cdr.studies.tables import (
+    TableResult,
+    TableSpec,
+    render_markdown,
+    run_table,
+    table_rows,
+)
 from cdr.studies.tuned import needed_specs, render_tuned, tune_methods, with_tuned
 
 
@@ -31,12 +37,14 @@ def reproduce(
     tune_trials: int = 0,
     tune_space: Path | None = None,
     dataset: str | None = None,
+    exclude: Sequence[str] = (),
 ) -> Path:
     """Run ``paper``'s tables (or the ``only`` ones) and write ``out_dir/<paper>.md``.
 
     ``tune_trials`` > 0: every method row is first tuned on validation data with that many
-    trials (``cdr.studies.tuned``), and its cells run with the chosen settings."""
-    all_specs = tables_for(paper, dataset)
+    trials (``cdr.studies.tuned``), and its cells run with the chosen settings.
+    ``exclude``: method rows (by label) left out of every table; the Markdown says so."""
+    all_specs = without_rows(tables_for(paper, dataset), exclude)
     specs = [s for s in all_specs if not only or s.name in only]
     if not specs:
         known = ", ".join(s.name for s in all_specs)
@@ -61,8 +69,10 @@ def reproduce(
         cells = out_dir / "cells-tuned"
     results = [run_table(s, None, seeds, registry, cells, reporter=reporter) for s in specs]
     seed_text = ",".join(map(str, seeds))
-    flags = (f" --dataset {dataset}" if dataset else "") + (
-        f" --tune-trials {tune_trials}" if tune_trials else ""
+    flags = (
+        (f" --dataset {dataset}" if dataset else "")
+        + (f" --tune-trials {tune_trials}" if tune_trials else "")
+        + "".join(f" --exclude '{label}'" for label in exclude)
     )
     parts = [
         f"# {paper}: reproduction on this machine" + (f" ({dataset})" if dataset else "") + "\n",
@@ -86,6 +96,33 @@ def reproduce(
     atomic_write_text(markdown, "\n".join(parts))
     write_csv(out_dir / f"{paper}.csv", [row for r in results for row in table_rows(r)])
     return markdown
+
+
+def without_rows(specs: Sequence[TableSpec], exclude: Sequence[str]) -> list[TableSpec]:
+    """``specs`` without the method rows labelled ``exclude``; a table left with no rows is
+    dropped. A label no table has, or a table whose tuned settings come from an excluded
+    row (``tuned_from``), is a ``ConfigError``."""
+    if not exclude:
+        return list(specs)
+    labels = {label for s in specs for label, _ in s.rows}
+    unknown = [label for label in exclude if label not in labels]
+    if unknown:
+        raise ConfigError(
+            f"--exclude: {', '.join(map(repr, unknown))} is no method row "
+            f"(rows: {', '.join(sorted(labels))})"
+        )
+    kept = []
+    for spec in specs:
+        table, _, row = spec.tuned_from.partition(":")
+        if spec.tuned_from and row in exclude:
+            raise ConfigError(
+                f"--exclude: table {spec.name} takes {row!r}'s settings from {table}; "
+                f"leave {row!r} in or the table out (--table)"
+            )
+        rows = tuple((label, o) for label, o in spec.rows if label not in exclude)
+        if rows:
+            kept.append(attrs.evolve(spec, rows=rows))
+    return kept
 
 
 def _curves(result: TableResult) -> dict[str, list[tuple[int, float]]]:
