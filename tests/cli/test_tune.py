@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from typer.testing import CliRunner
 
 from cdr.cli.app import app
+from cdr.tuning.study import trial_dir
 
 runner = CliRunner()
 SPACE = """
@@ -51,6 +52,11 @@ def _trials(tmp_path: Path) -> list[optuna.trial.FrozenTrial]:
         return []
 
 
+def _run_dir(tmp_path: Path, trial: optuna.trial.FrozenTrial) -> Path:
+    """A trial's run directory (stored relative to the study directory)."""
+    return trial_dir(tmp_path / "study", trial.user_attrs.get("run_dir", "/nonexistent"))
+
+
 def _children(pid: int) -> list[int]:
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True,
                          text=True).stdout
@@ -77,8 +83,7 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
         done = [t for t in trials if t.state.is_finished()]
         running = [t for t in trials if t.state == TrialState.RUNNING]
         workers = _children(proc.pid)  # before the check: the kill follows it at once
-        if done and running and Path(running[0].user_attrs.get("run_dir", "/nonexistent"),
-                                     "status.json").exists():
+        if done and running and (_run_dir(tmp_path, running[0]) / "status.json").exists():
             break
         assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
         time.sleep(0.2)
@@ -99,13 +104,13 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
     before = {t.number: t for t in _trials(tmp_path)}
     assert {n: t.state for n, t in before.items()} == at_kill
     killed = [t for t in before.values() if t.state == TrialState.RUNNING]
-    finished = {t.number: Path(t.user_attrs["run_dir"]) for t in before.values()
+    finished = {t.number: _run_dir(tmp_path, t) for t in before.values()
                 if t.state.is_finished()}
     stamps = {n: (d / "status.json").stat().st_mtime_ns for n, d in finished.items()}
     assert killed and finished
     # which killed trials had begun their run: read now, before the retries write theirs
     started = [t for t in killed
-               if Path(t.user_attrs.get("run_dir", "/nonexistent"), "status.json").exists()]
+               if (_run_dir(tmp_path, t) / "status.json").exists()]
     # the same command again
     result = subprocess.run(command(tmp_path, 6), cwd=tmp_path, capture_output=True, text=True,
                             timeout=600)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -101,13 +102,14 @@ def test_objective_pruning_and_outputs(tmp_path: Path, fake_runs: Any) -> None:
     pruned = [t for t in trials if t.state == TrialState.PRUNED]
     assert complete and pruned
     for t in complete:  # the objective is the run's metrics.json validation value
-        run_dir = Path(t.user_attrs["run_dir"])
+        run_dir = tuning.trial_dir(s.out, t.user_attrs["run_dir"])
         assert t.value == json.loads((run_dir / METRICS).read_text())["val_rmse"]
         assert t.value == pytest.approx(curve(t.params["trainer.lr"], EPOCHS - 1))
         # every evaluated epoch was reported, step = epoch
         assert sorted(t.intermediate_values) == list(range(EPOCHS))
     for t in pruned:  # a pruned trial is a run directory whose status says so
-        status = json.loads((Path(t.user_attrs["run_dir"]) / "status.json").read_text())
+        status = json.loads((tuning.trial_dir(s.out, t.user_attrs["run_dir"]) / "status.json"
+                             ).read_text())
         assert status["state"] == "pruned"
         assert f"{TASK}, epoch {t.last_step + 1}" in status["reason"]
         assert t.last_step + 1 >= s.warmup and t.last_step < EPOCHS - 1
@@ -118,8 +120,8 @@ def test_objective_pruning_and_outputs(tmp_path: Path, fake_runs: Any) -> None:
     assert result.test_metrics == {"rmse": pytest.approx(2 * best.value), "stage2_epochs": 6}
     text = (s.out / "best.toml").read_text()
     assert text.splitlines()[0].startswith(f"# best trial {best.number} ")
-    assert text.split("\n", 1)[1] == (Path(best.user_attrs["run_dir"]) / "config.toml"
-                                      ).read_text()
+    assert text.split("\n", 1)[1] == (
+        tuning.trial_dir(s.out, best.user_attrs["run_dir"]) / "config.toml").read_text()
     rows = (s.out / "trials.csv").read_text().splitlines()
     assert len(rows) == 15 and rows[0].startswith("number,state,value,param:trainer.lr")
     summary = json.loads((s.out / "summary.json").read_text())
@@ -131,6 +133,41 @@ def test_objective_pruning_and_outputs(tmp_path: Path, fake_runs: Any) -> None:
     before = len(fake_runs)
     work(s, 0)
     assert len(fake_runs) == before
+
+
+def test_a_moved_study_directory_still_finds_its_trials(
+    tmp_path: Path, fake_runs: Any
+) -> None:
+    s = settings(tmp_path / "study", 3)
+    _study(s)
+    work(s, 0)
+    moved = settings(tmp_path / "elsewhere" / "study", 3)
+    moved.out.parent.mkdir()
+    s.out.rename(moved.out)
+    def stored(db: sqlite3.Connection) -> list[str]:
+        return [json.loads(v) for (v,) in db.execute(
+            "SELECT value_json FROM trial_user_attributes WHERE key = 'run_dir'")]
+
+    with sqlite3.connect(moved.out / "study.db") as db:  # relative to the study directory
+        assert sorted(stored(db)) == [f"trials/trial-000{n}" for n in range(3)]
+    work(moved, 0)
+    assert write_outputs(open_study(moved, open_storage(moved.storage)), moved
+                         ).best_run_dir.parent == moved.out / "trials"
+    # a study written before run directories were stored relative: absolute, now gone
+    with sqlite3.connect(moved.out / "study.db") as db:
+        db.execute("UPDATE trial_user_attributes SET value_json = json_quote("
+                   "? || json_extract(value_json, '$')) WHERE key = 'run_dir'",
+                   (f"{s.out}/",))
+        assert all(v.startswith(str(s.out)) for v in stored(db))
+    study = open_study(moved, open_storage(moved.storage))
+    before = len(fake_runs)
+    work(moved, 0)  # complete: nothing runs again
+    result = write_outputs(study, moved)
+    assert len(fake_runs) == before
+    assert result.best_run_dir.parent == moved.out / "trials"
+    assert (moved.out / "best.toml").read_text().split("\n", 1)[1] == (
+        result.best_run_dir / "config.toml").read_text()
+    assert not s.out.exists()
 
 
 def test_no_pruning_when_the_pruner_is_none(tmp_path: Path, fake_runs: Any) -> None:

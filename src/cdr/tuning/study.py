@@ -270,13 +270,34 @@ def run_trial(settings: TuneSettings, study: optuna.Study, storage: RDBStorage, 
         study.tell(trial, state=state)
 
 
+def stored_dir(out: Path, run_dir: Path) -> str:
+    """What a trial stores as its run directory: relative to the study directory, so a
+    moved or copied study directory keeps finding its trials."""
+    try:
+        return str(run_dir.relative_to(out))
+    except ValueError:
+        return str(run_dir)
+
+
+def trial_dir(out: Path, stored: str) -> Path:
+    """A trial's run directory from what it stored: relative to ``out``; an absolute path
+    (studies before relative paths) that no longer exists is looked up by name under
+    ``out/trials`` (the study directory was moved)."""
+    path = Path(stored)
+    if not path.is_absolute():
+        return out / path
+    if path.exists():
+        return path
+    return out / TRIALS / path.name
+
+
 def _objective(settings: TuneSettings, trial: Trial, registry: Registry
                ) -> tuple[float | None, TrialState]:
     overrides = suggest(settings.space, trial, settings.base)
     inherited = trial.user_attrs.get("run_dir")  # a retried trial continues its run
-    run_dir = (Path(inherited) if inherited
+    run_dir = (trial_dir(settings.out, inherited) if inherited
                else settings.out / TRIALS / f"trial-{trial.number:04d}")
-    trial.set_user_attr("run_dir", str(run_dir))
+    trial.set_user_attr("run_dir", stored_dir(settings.out, run_dir))
     trial.set_user_attr("overrides", overrides)
     reporter = PruningReporter(trial, settings.warmup)
     try:
@@ -597,7 +618,7 @@ def write_outputs(study: optuna.Study, settings: TuneSettings,
         raise RunError(f"study {settings.study_name!r}: no trial completed"
                        + (f" ({errors[0]})" if errors else ""))
     best: FrozenTrial = study.best_trial
-    best_dir = Path(best.user_attrs["run_dir"])
+    best_dir = trial_dir(out, best.user_attrs["run_dir"])
     verb = "minimize" if settings.direction == "minimize" else "maximize"
     header = (f"# best trial {best.number} of study {settings.study_name!r}: "
               f"{settings.metric} = {best.value:.6g} ({verb})\n")
