@@ -20,6 +20,8 @@ import re
 import statistics
 from pathlib import Path
 
+from cdr.studies.cells import Cell
+
 ROWS = ("MICRec", "w/o MM", "w/o CD", "w/o VIS", "w/o TXT", "INMO", "LightGCN", "MF-BPR")
 DOMAIN_METRICS = tuple(
     f"{d}/{m}@20" for d in ("source", "target") for m in ("precision", "recall", "ndcg")
@@ -30,25 +32,25 @@ SLICES = tuple(
     for u in ("seen", "unseen")
     for i in ("seen", "unseen")
 )
-CELL = re.compile(r"^(?P<table>[^_]+)_(?P<row>.+)_(?P<column>[^_]+)-seed(?P<seed>\d+)$")
-
-
-def label(slug: str) -> str:
-    """A cell directory's row slug back to the table label (``w_o_MM`` -> ``w/o MM``)."""
-    return slug.replace("w_o_", "w/o ").replace("_", " ")
+def cell_name(row: str) -> re.Pattern[str]:
+    """The directory names of ``row``'s cells in any table and column, named as
+    ``cdr.studies.cells.Cell.dirname`` names them (``table2_w_o_MM_inductive-seed0``)."""
+    slug = Cell(row, (), 0).dirname.removesuffix("-seed0")
+    return re.compile(rf"^[^_]+_{re.escape(slug)}_[^_]+-seed(?P<seed>\d+)$")
 
 
 def read(dirs: list[Path]) -> dict[str, dict[int, dict[str, float]]]:
     """row -> seed -> metrics, from the finished cells under ``dirs``."""
     runs: dict[str, dict[int, dict[str, float]]] = {}
+    patterns = {row: cell_name(row) for row in ROWS}
     for directory in dirs:
         for cell in sorted(directory.iterdir()):
-            match = CELL.match(cell.name)
             metrics = cell / "metrics.json"
-            if match is None or not metrics.is_file():
-                continue
-            row, seed = label(match["row"]), int(match["seed"])
-            runs.setdefault(row, {}).setdefault(seed, json.loads(metrics.read_text()))
+            for row, pattern in patterns.items():
+                match = pattern.match(cell.name)
+                if match is not None and metrics.is_file():
+                    seed = int(match["seed"])
+                    runs.setdefault(row, {}).setdefault(seed, json.loads(metrics.read_text()))
     return runs
 
 
