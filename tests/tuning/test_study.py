@@ -4,6 +4,7 @@ pruned run directories, resuming a killed study, grids, outputs."""
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 import sqlite3
@@ -167,6 +168,9 @@ def test_a_moved_study_directory_still_finds_its_trials(
     assert result.best_run_dir.parent == moved.out / "trials"
     assert (moved.out / "best.toml").read_text().split("\n", 1)[1] == (
         result.best_run_dir / "config.toml").read_text()
+    with (moved.out / "trials.csv").open() as f:  # the CSV names the directories found
+        assert sorted(r["run_dir"] for r in csv.DictReader(f)) == [
+            f"trials/trial-000{n}" for n in range(3)]
     assert not s.out.exists()
 
 
@@ -216,7 +220,7 @@ def test_a_killed_study_resumes_without_repeating_finished_trials(
     name = Path(retry.user_attrs["run_dir"]).name
     # killed while reporting its third epoch: two epochs were checkpointed
     assert [start for run, start in fake_runs if run == name] == [0, 2]
-    assert tuning.trial_rows(study)[2]["state"] == "retried"
+    assert tuning.trial_rows(study, s.out)[2]["state"] == "retried"
     # finished trials were not run again
     for run_dir in finished_dirs:
         assert [r for r, _ in fake_runs].count(Path(run_dir).name) == 1

@@ -538,7 +538,7 @@ def _worker_error(study: optuna.Study, code: int | None) -> CdrError:
 # ---- outputs --------------------------------------------------------------------------------
 
 
-def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
+def trial_rows(study: optuna.Study, out: Path) -> list[dict[str, Any]]:
     trials = study.get_trials(deepcopy=False)
     retried_as = {n: t.number for t in trials for n in t.system_attrs.get("retry_history", [])}
     rows = []
@@ -559,7 +559,8 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                           if t.duration is not None else "")
         row["last_step"] = t.last_step if t.last_step is not None else ""
         row["retry_of"] = t.system_attrs.get("failed_trial", "")
-        row["run_dir"] = t.user_attrs.get("run_dir", "")
+        stored = t.user_attrs.get("run_dir")
+        row["run_dir"] = stored_dir(out, trial_dir(out, stored)) if stored else ""
         row["note"] = note
         rows.append(row)
     return rows
@@ -606,7 +607,7 @@ def write_outputs(study: optuna.Study, settings: TuneSettings,
                   notes: list[str] | None = None) -> TuneResult:
     out = settings.out
     notes = list(notes or [])
-    rows = trial_rows(study)
+    rows = trial_rows(study, out)
     write_csv(out / "trials.csv", rows)
     files = [out / "trials.csv"]
     states: dict[str, int] = {}
