@@ -9,7 +9,8 @@ Every ``--before``/``--after`` directory holds ``cdr reproduce`` cells named
 Tables 2 and 3) is counted once. Each cell is one seed; the tables show mean ± population
 std over the seeds found, with their count, for the MICRec rows the issue names (MICRec,
 INMO, LightGCN, MF-BPR and the ablations), P/R/NDCG@20 per domain and NDCG@20 per
-inductive slice where the runs reported it. Nothing is copied by hand.
+inductive slice where the runs reported it, and the popularity reference of each side's
+splits where its runs recorded one. Nothing is copied by hand.
 """
 
 from __future__ import annotations
@@ -72,6 +73,11 @@ def table(title: str, metrics: tuple[str, ...], before: dict, after: dict) -> li
             continue
         cells = [stat(side.get(row, {}), m) for m in metrics for side in (before, after)]
         body.append(f"| {row} | " + " | ".join(cells) + " |")
+    # the popularity reference depends only on the split: read from any row's runs ("–"
+    # where the runs did not record it: the code before issue 15 had no reference rows)
+    refs = [next(iter(side.values()), {}) for side in (before, after)]
+    cells = [stat(ref, f"ref/popularity/{m}") for m in metrics for ref in refs]
+    body.append("| *reference: popularity* | " + " | ".join(cells) + " |")
     return [*head, *body, ""]
 
 
