@@ -256,3 +256,14 @@ def test_a_study_is_resumed_only_with_the_same_experiment(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="made with another space"):
         _study(other)
     _study(settings(s.out, 30))  # more trials: fine
+
+
+def test_workers_take_the_users_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OMP_NUM_THREADS caps the torch threads of tune workers (two studies side by side on a
+    2-core machine must not each take both cores); without it the cores are split."""
+    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 8)
+    assert tuning.worker_threads(1, {"OMP_NUM_THREADS": "1"}) == 1
+    assert tuning.worker_threads(2, {"OMP_NUM_THREADS": "6"}) == 3
+    assert tuning.worker_threads(2, {}) == 4
+    assert tuning.worker_threads(16, {}) == 1
+    assert tuning.worker_threads(2, {"OMP_NUM_THREADS": "junk"}) == 4

@@ -489,10 +489,20 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     return write_outputs(study, settings, notes)
 
 
+def worker_threads(jobs: int, env: dict[str, str] | None = None) -> int:
+    """Torch threads per worker: the machine's cores, or ``OMP_NUM_THREADS`` where the user
+    set it (two studies side by side on a 2-core machine each ask for one), split among the
+    ``jobs`` workers."""
+    env = os.environ if env is None else env
+    limit = env.get("OMP_NUM_THREADS", "")
+    total = int(limit) if limit.isdigit() and int(limit) > 0 else (os.cpu_count() or 1)
+    return max(1, total // jobs)
+
+
 def _run_workers(settings: TuneSettings, jobs: int, study: optuna.Study,
                  report: Reporter) -> None:
     context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // jobs)
+    threads = worker_threads(jobs)
     workers = [context.Process(target=worker_main, args=(settings, i, os.getpid(), threads),
                                daemon=True) for i in range(jobs)]
     for worker in workers:
