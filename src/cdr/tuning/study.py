@@ -51,7 +51,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -489,12 +489,11 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     return write_outputs(study, settings, notes)
 
 
-def worker_threads(jobs: int, env: dict[str, str] | None = None) -> int:
+def worker_threads(jobs: int, env: Mapping[str, str] | None = None) -> int:
     """Torch threads per worker: the machine's cores, or ``OMP_NUM_THREADS`` where the user
     set it (two studies side by side on a 2-core machine each ask for one), split among the
     ``jobs`` workers."""
-    env = os.environ if env is None else env
-    limit = env.get("OMP_NUM_THREADS", "")
+    limit = (os.environ if env is None else env).get("OMP_NUM_THREADS", "")
     total = int(limit) if limit.isdigit() and int(limit) > 0 else (os.cpu_count() or 1)
     return max(1, total // jobs)
 
