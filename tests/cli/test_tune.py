@@ -139,7 +139,11 @@ def test_killed_study_resumes_to_completion(tmp_path: Path) -> None:
     assert not any(k.startswith("val") for k in summary["best"]["test_metrics"])
     for name in ("trials.csv", "best.toml", "optimization_history.png"):
         assert (study / name).is_file()
-    best = Path(summary["best"]["run_dir"])
+    # paths relative to the study directory, so a committed or moved study names no machine
+    assert summary["storage"] == "study.db"
+    assert not Path(summary["best"]["run_dir"]).is_absolute()
+    best = study / summary["best"]["run_dir"]
+    assert best.parent == study / "trials"
     assert (best / "tensorboard").is_dir()  # --tracking reached the trials
     assert (study / "best.toml").read_text().split("\n", 1)[1] == (best / "config.toml"
                                                                   ).read_text()

@@ -8,7 +8,8 @@ Layout of ``--out DIR``::
                               says "pruned" and at which stage and epoch
     trials.csv                one row per trial: state, value, parameters, run directory
     best.toml                 the best trial's resolved config
-    summary.json              metric, direction, best trial, its test metrics, the protocol's
+    summary.json              metric, direction, best trial (its run directory relative to
+                              DIR), its test metrics, the protocol's
                               masked edge sets, trial counts by state
     optimization_history.png, param_importances.png, intermediate_values.png
 
@@ -645,7 +646,7 @@ def write_outputs(study: optuna.Study, settings: TuneSettings,
     assert best.value is not None
     summary = {
         "study": settings.study_name,
-        "storage": settings.storage,
+        "storage": STUDY_DB if settings.local_storage else settings.storage,
         "metric": settings.metric,
         "direction": settings.direction,
         "sampler": settings.space.sampler,
@@ -654,7 +655,7 @@ def write_outputs(study: optuna.Study, settings: TuneSettings,
             "number": best.number,
             "value": best.value,
             "params": best.params,
-            "run_dir": str(best_dir),
+            "run_dir": stored_dir(out, best_dir),  # relative to the study directory
             "test_metrics": test,
         },
         "protocol": {k: protocol[k] for k in ("protocol", "split_kind", "masked_at_validation",
