@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,12 @@ def test_reproduce_writes_markdown_csv_and_png(
     assert "### a table" in text and "| A | **0.1050 ± 0.0050** |" in text
     assert (tmp_path / "toy.csv").read_text().startswith("table,method,condition,metric")
     assert (tmp_path / "toy.png").read_bytes()[:4] == b"\x89PNG"
+    # the run time the 4 cells recorded (2 rows x 2 seeds), summed, is stated
+    seconds = [
+        json.loads(p.read_text())["seconds"] for p in (tmp_path / "cells").glob("*/status.json")
+    ]
+    assert len(seconds) == 4
+    assert f"4 cell runs {sum(seconds) / 3600:.2f} h" in text
 
 
 def test_error_metrics_are_lower_is_better() -> None:

@@ -13,6 +13,7 @@ from cdr.errors import ConfigError
 from cdr.progress import Reporter
 from cdr.registry import Registry
 from cdr.runs import atomic_write_bytes, atomic_write_text
+from cdr.studies.compute import cell_time, render_run_time, trial_time
 from cdr.studies.papers import tables_for
 from cdr.studies.sweep import write_csv
 from cdr.studies.tables import (
@@ -51,6 +52,7 @@ def reproduce(
         raise ConfigError(f"--table: none of {', '.join(only)} is a table of {paper} ({known})")
     specs = [attrs.evolve(s, base=(*s.base, *overrides)) for s in specs]
     tuned_section = ""
+    studies: list[str] | None = None
     cells = out_dir / "cells"
     if tune_trials > 0:
         every = [attrs.evolve(s, base=(*s.base, *overrides)) for s in all_specs]
@@ -66,6 +68,7 @@ def reproduce(
         )
         specs = [with_tuned(s, chosen) for s in specs]
         tuned_section = render_tuned(chosen, tune_trials, seeds[0])
+        studies = [method.study for method in chosen.values()]
         cells = out_dir / "cells-tuned"
     results = [run_table(s, None, seeds, registry, cells, reporter=reporter) for s in specs]
     seed_text = ",".join(map(str, seeds))
@@ -83,6 +86,10 @@ def reproduce(
     parts += [render_markdown(r, seeds) for r in results]
     if tuned_section:
         parts.append(tuned_section)
+    run_dirs = [d for r in results for dirs in r.run_dirs.values() for d in dirs]
+    parts.append(
+        render_run_time(cell_time(run_dirs), trial_time(studies) if studies is not None else None)
+    )
     plot = out_dir / f"{paper}.png"
     tables = [r for r in results if not r.spec.name.startswith("fig")]
     if tables and _plot(tables, plot):
