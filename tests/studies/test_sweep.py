@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -61,3 +64,63 @@ def test_each_seed_redraws_the_split(tmp_path: Path) -> None:
     results = run_cells(BASE, cells, REGISTRY, tmp_path)
     written = [tomllib.loads((r.record.run_dir / "config.toml").read_text()) for r in results]
     assert [(c["seed"], c["split"]["seed"]) for c in written] == [(0, 0), (3, 3)]
+
+
+def _hold(lock: Path, release: threading.Event, held: threading.Event,
+          then: Callable[[], None] | None = None) -> None:
+    """Another process's hold on a cell: take its lock, optionally run it, keep the lock
+    until told."""
+    import fcntl
+
+    with lock.open("a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        held.set()
+        if then is not None:
+            then()
+        release.wait(timeout=60)
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@pytest.mark.parametrize("other_finishes", [True, False])
+def test_a_cell_another_process_holds_is_skipped_then_read_back(
+    tmp_path: Path, other_finishes: bool
+) -> None:
+    """Two reproduce processes share a study: a cell whose lock is held is left for later,
+    then read back when the holder finished it, or run here when the holder let go of it
+    unfinished (it died)."""
+    from cdr.config.loading import default_data, merge
+    from cdr.studies import cells as cells_module
+
+    cells = grid_cells(["trainer.lr=0.1,0.01"], seeds=[0, 1])
+    first = tmp_path / cells[0].dirname
+    release, held = threading.Event(), threading.Event()
+
+    def finish_it() -> None:  # the other process runs cells[0] to the end
+        cells_module._run_cell(merge(default_data(), BASE), cells[0], REGISTRY, tmp_path, None)
+
+    holder = threading.Thread(
+        target=_hold,
+        args=(tmp_path / f".{cells[0].dirname}.lock", release, held,
+              finish_it if other_finishes else None),
+    )
+    holder.start()
+    assert held.wait(timeout=30)
+    # the holder lets go once this process has run every other cell and waits on cells[0]
+    def release_when_the_rest_ran() -> None:
+        deadline = time.monotonic() + 30
+        while sum(c != str(first) for c in support.CALLS) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        release.set()
+
+    watcher = threading.Thread(target=release_when_the_rest_ran)
+    watcher.start()
+    results = run_cells(BASE, cells, REGISTRY, tmp_path)
+    holder.join()
+    watcher.join()
+    assert [r.cell for r in results] == cells  # in cell order, whoever ran them
+    others = [tmp_path / c.dirname for c in cells[1:]]
+    if other_finishes:  # run once, by the holder, first; read back here
+        assert [str(first), *map(str, others)] == support.CALLS
+    else:  # the holder left it: run here, after the cells it did not hold
+        assert [*map(str, others), str(first)] == support.CALLS
+    assert results[0].record.metrics["ndcg@20"] == pytest.approx(0.1)

@@ -49,7 +49,9 @@ def reproduce(
 ) -> None:
     """Run a paper's tables (3 seeds, mean +- std) and write Markdown + CSV + PNG.
 
-    Interrupted studies resume: finished cells are read back, not rerun.
+    Interrupted studies resume: finished cells are read back, not rerun. The same command
+    started in a second terminal shares the work (tuning trials and table cells, each under
+    a lock).
     """
     try:
         seed_list = [int(s) for s in seeds.split(",") if s.strip()]

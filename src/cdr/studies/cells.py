@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
 import tomllib
 from collections.abc import Mapping, Sequence
@@ -19,6 +20,7 @@ from cdr.config.loading import (
 )
 from cdr.errors import ConfigError
 from cdr.experiment import RunRecord, resume_experiment, run_experiment, run_status
+from cdr.locking import flock
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CONFIG
@@ -61,33 +63,62 @@ def run_cells(
     """Run every cell of a study under ``out_dir``; finished cells are read back, not rerun.
 
     ``base``: plain config data merged over the packaged default (None = the default).
+    Several processes may run the same study side by side (the same command in two
+    terminals): each cell is run under a lock (``out_dir/.<cell>.lock``); a process skips a
+    cell another one holds, and comes back to it at the end, when that one has finished it
+    (or died: the lock goes with its process, and the cell resumes from its checkpoints).
     """
     report = reporter or null_reporter
     data = merge(default_data(), base or {})
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: list[CellResult] = []
+    results: dict[int, CellResult] = {}
     report("study cells", advance=0, total=len(cells))
-    for cell in cells:
-        cfg = structure_experiment(
-            apply_overrides(data, [*cell.overrides, *seed_overrides(cell.seed)]), registry
-        )
-        run_dir = out_dir / cell.dirname
-        wanted = tomllib.loads(config_to_toml(cfg, registry))  # as a run's config.toml reads
-        twin = None if run_dir.exists() else finished_twin(out_dir, wanted)
-        if twin is not None:  # the same run under another table's label: read it back
-            record = resume_experiment(twin, registry, reporter=reporter)
-        elif run_dir.exists() and run_status(run_dir):
-            check_same_config(run_dir, wanted)
-            record = resume_experiment(run_dir, registry, reporter=reporter)
-        else:
-            if run_dir.exists():  # created but never started: nothing to keep
-                for child in run_dir.iterdir():
-                    child.unlink()
-                run_dir.rmdir()
-            record = run_experiment(cfg, registry, reporter=reporter, run_dir=run_dir)
-        results.append(CellResult(cell, record))
+    busy: list[int] = []
+    for index, cell in enumerate(cells):
+        with flock(_lock(out_dir, cell), fcntl.LOCK_EX | fcntl.LOCK_NB) as mine:
+            if mine:
+                results[index] = _run_cell(data, cell, registry, out_dir, reporter)
+                report("study cells")
+            else:
+                busy.append(index)
+    for index in busy:  # another process holds them: wait for it, then read back
+        with flock(_lock(out_dir, cells[index])):
+            results[index] = _run_cell(data, cells[index], registry, out_dir, reporter)
         report("study cells")
-    return results
+    return [results[i] for i in range(len(cells))]
+
+
+def _lock(out_dir: Path, cell: Cell) -> Path:
+    return out_dir / f".{cell.dirname}.lock"
+
+
+def _run_cell(
+    data: dict[str, Any],
+    cell: Cell,
+    registry: Registry,
+    out_dir: Path,
+    reporter: Reporter | None,
+) -> CellResult:
+    """One cell, its lock held: read back if finished (or finished under another table's
+    label), resumed if interrupted, else run."""
+    cfg = structure_experiment(
+        apply_overrides(data, [*cell.overrides, *seed_overrides(cell.seed)]), registry
+    )
+    run_dir = out_dir / cell.dirname
+    wanted = tomllib.loads(config_to_toml(cfg, registry))  # as a run's config.toml reads
+    twin = None if run_dir.exists() else finished_twin(out_dir, wanted)
+    if twin is not None:  # the same run under another table's label: read it back
+        record = resume_experiment(twin, registry, reporter=reporter)
+    elif run_dir.exists() and run_status(run_dir):
+        check_same_config(run_dir, wanted)
+        record = resume_experiment(run_dir, registry, reporter=reporter)
+    else:
+        if run_dir.exists():  # created but never started: nothing to keep
+            for child in run_dir.iterdir():
+                child.unlink()
+            run_dir.rmdir()
+        record = run_experiment(cfg, registry, reporter=reporter, run_dir=run_dir)
+    return CellResult(cell, record)
 
 
 def stored_config(run_dir: Path) -> dict[str, Any] | None:

@@ -52,7 +52,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,7 @@ from cdr.config.loading import apply_overrides, structure_experiment
 from cdr.data.store import build_dataset
 from cdr.errors import CdrError, ConfigError, RunError
 from cdr.experiment import run_status
+from cdr.locking import flock
 from cdr.pipelines.context import PROTOCOL
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
@@ -356,22 +357,6 @@ def counts(study: optuna.Study) -> tuple[int, int, int]:
     return finished, running, waiting
 
 
-@contextlib.contextmanager
-def _flock(path: Path, mode: int = fcntl.LOCK_EX) -> Iterator[bool]:
-    """Hold ``flock(mode)`` on ``path``; yields False when a non-blocking lock is busy."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
-        try:
-            fcntl.flock(fh, mode)
-        except BlockingIOError:
-            yield False
-            return
-        try:
-            yield True
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _die_with_parent(parent: int) -> None:
     """A worker ends with the tune process, even when that is SIGKILLed."""
     if sys.platform.startswith("linux"):
@@ -409,7 +394,7 @@ def work(settings: TuneSettings, index: int) -> None:
     while True:
         optuna.storages.fail_stale_trials(study)
         trial = None
-        with _flock(settings.out / ".ask.lock"):
+        with flock(settings.out / ".ask.lock"):
             finished, running, _ = counts(study)
             if finished >= settings.target:
                 return
@@ -475,7 +460,7 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     study = open_study(settings, storage)
     notes: list[str] = []
     alive = settings.out / ".tune.lock"
-    with _flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB) as sole:
+    with flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB) as sole:
         if sole and settings.local_storage:
             stale = recover(study, storage)
             if stale:
@@ -485,7 +470,7 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     # dataset cache (one of them gets "already exists")
     cfg = structure_experiment(settings.base, Registry())
     build_dataset(cfg.dataset, Registry(), reporter=report)
-    with _flock(alive, fcntl.LOCK_SH):
+    with flock(alive, fcntl.LOCK_SH):
         _run_workers(settings, jobs, study, report)
     return write_outputs(study, settings, notes)
 
