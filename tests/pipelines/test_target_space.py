@@ -21,8 +21,7 @@ def _ratings(users: torch.Tensor, items: torch.Tensor, n: int, gen: torch.Genera
     return Interactions(u, i, r, torch.zeros(n, dtype=torch.long))
 
 
-def test_each_domain_is_read_by_its_own_heads() -> None:
-    gen = torch.Generator().manual_seed(0)
+def _planted(gen: torch.Generator):
     num_users, latent = 60, 4
     taste = torch.randn(num_users, latent, generator=gen)  # one person, both domains
     target_items, source_items = (torch.randn(40, latent, generator=gen) for _ in range(2))
@@ -37,23 +36,43 @@ def test_each_domain_is_read_by_its_own_heads() -> None:
     }
     target = _ratings(taste, target_items, 3000, gen)
     source = _ratings(taste, source_items, 3000, gen)
-    registry = Registry()
+    return raw, target, source
+
+
+def _fit(raw, target, source, *overrides: str):
     cfg = load_experiment(
         None,
-        registry,
-        ["trainer.epochs=60", "trainer.lr=0.01", "trainer.batch_size=16", "heads.activation=none",
-         "heads.dropout=0.0", "trainer.dim=8"],
+        Registry(),
+        ["trainer.epochs=60", "trainer.batch_size=16", "heads.activation=none",
+         "heads.dropout=0.0", "trainer.dim=8", *overrides],
     )  # fmt: skip
     torch.manual_seed(0)
-    space, _ = fit_target_space(
+    return fit_target_space(
         cfg, raw, target, source, None, torch.device("cpu"), lambda *a, **k: None
     )
 
-    def rmse(users: torch.Tensor, items: torch.Tensor, r: Interactions) -> float:
-        pred = (users[r.user] * items[r.item]).sum(-1)
-        return math.sqrt(float(((pred - r.rating) ** 2).mean()))
+
+def rmse(users: torch.Tensor, items: torch.Tensor, r: Interactions) -> float:
+    pred = (users[r.user] * items[r.item]).sum(-1)
+    return math.sqrt(float(((pred - r.rating) ** 2).mean()))
+
+
+def test_each_domain_is_read_by_its_own_heads() -> None:
+    raw, target, source = _planted(torch.Generator().manual_seed(0))
+    space, _ = _fit(raw, target, source, "trainer.lr=0.01")
 
     spread = float(source.rating.std())
     # the auxiliary space explains the auxiliary ratings (as the target space the target's)
     assert rmse(space.source_users, space.source_items, source) < 0.5 * spread
     assert rmse(space.target_users, space.target_items, target) < 0.5 * float(target.rating.std())
+
+
+def test_stage0_learns_at_its_own_rate() -> None:
+    """``trainer.stage0_lr`` sets the heads' learning rate whatever ``trainer.lr`` is (a
+    study tuning lr keeps the target space fixed); left 0 it follows ``trainer.lr``."""
+    raw, target, source = _planted(torch.Generator().manual_seed(0))
+    spread = float(target.rating.std())
+    own, _ = _fit(raw, target, source, "trainer.lr=1e-9", "trainer.stage0_lr=0.01")
+    assert rmse(own.target_users, own.target_items, target) < 0.5 * spread
+    follows, _ = _fit(raw, target, source, "trainer.lr=1e-9")  # stage0_lr 0: lr 1e-9
+    assert rmse(follows.target_users, follows.target_items, target) > 0.9 * spread

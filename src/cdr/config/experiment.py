@@ -72,8 +72,11 @@ class TrainerConfig:
     domain's training edges; MICRec's paper uses 100 batches). stage0_epochs /
     stage1_epochs / stage2_epochs: the cold-start stages' own budgets (0 = ``epochs``): the
     projection heads (stage 0) see many ratings per epoch, the generator stages few users.
+    stage0_lr: stage 0's own learning rate (0 = ``lr``): the heads fitted on ratings form the
+    target space every generator is compared in, and at lr 1e-4 they are still improving
+    after 400 epochs on ml-100k-genres, so a study tuning ``lr`` keeps stage 0 fixed.
 
-    ``stage_epochs(n)`` is the budget of stage n."""
+    ``stage_epochs(n)`` is the budget of stage n, ``stage_lr(n)`` its learning rate."""
 
     epochs: int = attrs.field(default=50, validator=positive)
     batch_size: int = attrs.field(default=256, validator=positive)
@@ -86,10 +89,14 @@ class TrainerConfig:
     stage0_epochs: int = attrs.field(default=0, validator=non_negative)
     stage1_epochs: int = attrs.field(default=0, validator=non_negative)
     stage2_epochs: int = attrs.field(default=0, validator=non_negative)
+    stage0_lr: float = attrs.field(default=0.0, validator=non_negative)
 
     def stage_epochs(self, stage: int) -> int:
         own = (self.stage0_epochs, self.stage1_epochs, self.stage2_epochs)[stage]
         return own or self.epochs
+
+    def stage_lr(self, stage: int) -> float:
+        return (self.stage0_lr if stage == 0 else 0.0) or self.lr
 
 
 @attrs.frozen

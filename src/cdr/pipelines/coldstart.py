@@ -203,7 +203,7 @@ def fit_target_space(
         name="stage0",
         module=heads,
         optimizer=torch.optim.Adam(
-            heads.parameters(), lr=trainer.lr, weight_decay=trainer.weight_decay
+            heads.parameters(), lr=trainer.stage_lr(0), weight_decay=trainer.weight_decay
         ),
         batches=epoch_batches,
         loss=loss,
