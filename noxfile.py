@@ -60,7 +60,8 @@ def demo(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and format check."""
+    """ruff check (the lint rules; the layout is not machine-formatted: some modules keep
+    equations and tables aligned by hand)."""
     session.install("ruff>=0.6")
     session.run("ruff", "check", "src", "tests", "benchmarks", "plugins", "noxfile.py")
 
