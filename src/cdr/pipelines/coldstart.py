@@ -9,7 +9,10 @@ Stages (MuSiC sections 3.2-3.5; see docs/music.md for the design choices):
    batch of each per step). A head is never applied to another domain's features (their
    bases differ: the ``id`` encoder's SVDs are per domain); a generator that shares the
    user space (CMF, identity, DiffCDR) gets one user head for both domains. Model selection
-   on a 10% hold-out of the target ratings. The heads are then frozen: x0 = f_u^T (target
+   on a 10% hold-out of the target ratings, at ``trainer.stage0_lr`` when set (deviation:
+   the paper trains everything at one grid-searched rate; a fixed rate here keeps the space
+   every method is compared in converged whatever the tuned ``trainer.lr``, which at 1e-4
+   left it improving at epoch 400 of 400). The heads are then frozen: x0 = f_u^T (target
    vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
 1. Side users (eq. 11): the generator's unconditional loss on side users' x0, when the
    generator's ``traits.side_users`` (ddpm: the config's ``side_users``; "w/o side" = false).
