@@ -267,3 +267,30 @@ def test_workers_take_the_users_thread_limit(monkeypatch: pytest.MonkeyPatch) ->
     assert tuning.worker_threads(2, {}) == 4
     assert tuning.worker_threads(16, {}) == 1
     assert tuning.worker_threads(2, {"OMP_NUM_THREADS": "junk"}) == 4
+
+
+def _asked(s: TuneSettings, askers: int, n: int) -> list[dict[str, Any]]:
+    """Params of ``n`` trials asked in turn by ``askers`` study objects (processes) sharing
+    ``s``'s storage, none of the trials finished."""
+    from cdr.tuning.space import suggest
+    from cdr.tuning.study import ask
+
+    _study(s)
+    studies = [optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+               for _ in range(askers)]
+    params = []
+    for i in range(n):
+        trial = ask(studies[i % askers], s)
+        suggest(s.space, trial, s.base)  # as a worker does, before running it
+        params.append(trial.params)
+    return params
+
+
+def test_processes_sharing_a_study_propose_their_own_parameters(tmp_path: Path) -> None:
+    """Two processes asking a shared study for trials while earlier ones run get different
+    proposals (seeding by worker gave both processes' worker 0 the same ones), and trial
+    n's proposal does not depend on which process asked for it."""
+    two = _asked(settings(tmp_path / "two", 4), askers=2, n=4)
+    assert len({p["trainer.lr"] for p in two}) == 4
+    one = _asked(settings(tmp_path / "one", 4), askers=1, n=4)
+    assert one == two

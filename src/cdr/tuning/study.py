@@ -167,7 +167,7 @@ def open_storage(url: str) -> RDBStorage:
 def make_sampler(settings: TuneSettings, seed: int) -> optuna.samplers.BaseSampler:
     if settings.space.sampler == "grid":
         return _Grid(settings.space.grid(), seed=seed)
-    return optuna.samplers.TPESampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed, constant_liar=True)
 
 
 class _Grid(optuna.samplers.GridSampler):
@@ -387,7 +387,7 @@ def work(settings: TuneSettings, index: int) -> None:
     storage = open_storage(settings.storage)
     registry = Registry()
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
-    # workers differ, and a resumed study does not replay its first proposals
+    # a resumed study does not replay its first proposals (TPE is reseeded per trial: ask)
     seed = settings.seed * 1000 + 101 * index + len(study.get_trials(deepcopy=False))
     study = optuna.load_study(study_name=settings.study_name, storage=storage,
                               sampler=make_sampler(settings, seed), pruner=make_pruner(settings))
@@ -399,11 +399,24 @@ def work(settings: TuneSettings, index: int) -> None:
             if finished >= settings.target:
                 return
             if finished + running < settings.target:
-                trial = study.ask()
+                trial = ask(study, settings)
         if trial is None:  # the last trials are running elsewhere
             time.sleep(1)
             continue
         run_trial(settings, study, storage, trial, registry)
+
+
+def ask(study: optuna.Study, settings: TuneSettings) -> Trial:
+    """The study's next trial, from a sampler seeded by the trial's number: any worker of any
+    process (two ``cdr tune`` or ``cdr reproduce`` commands sharing a study) that asks for
+    trial n gets trial n's proposal, and proposals differ while earlier trials still run
+    (TPE's constant liar counts them). Seeding per worker instead made two processes, both
+    with worker 0, propose the same parameters. A grid sampler keeps its own order (it
+    skips the points of running trials itself). Call it under the study's ask lock."""
+    if settings.space.sampler != "grid":
+        number = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(settings, settings.seed * 1000 + number)
+    return study.ask()
 
 
 def worker_main(settings: TuneSettings, index: int, parent: int, threads: int) -> None:
