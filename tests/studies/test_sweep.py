@@ -74,9 +74,9 @@ def _hold(lock: Path, release: threading.Event, held: threading.Event,
 
     with lock.open("a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
-        held.set()
         if then is not None:
             then()
+        held.set()
         release.wait(timeout=60)
         fcntl.flock(fh, fcntl.LOCK_UN)
 
