@@ -294,3 +294,23 @@ def test_processes_sharing_a_study_propose_their_own_parameters(tmp_path: Path) 
     assert len({p["trainer.lr"] for p in two}) == 4
     one = _asked(settings(tmp_path / "one", 4), askers=1, n=4)
     assert one == two
+
+
+def test_consecutive_trials_of_a_small_space_do_not_repeat(tmp_path: Path) -> None:
+    """Four trials of a 3 x 5 space are four different settings: trial seeds are hashed
+    (seeds n and n + 1 drew the same lr and dropout for trials 0 and 1 of every study), and
+    a repeated draw is drawn again."""
+    space = (
+        '[params."trainer.lr"]\ntype = "categorical"\nchoices = [1e-5, 1e-4, 1e-3]\n'
+        '[params."heads.dropout"]\ntype = "categorical"\nchoices = [0.1, 0.2, 0.3, 0.4, 0.5]\n'
+    )
+    s = settings(tmp_path / "s", 4, space)
+    proposals = _asked(s, askers=2, n=4)
+    assert len({tuple(sorted(p.items())) for p in proposals}) == 4
+    # repeated draws were told failed and are neither counted nor run
+    study = optuna.load_study(study_name=s.study_name, storage=open_storage(s.storage))
+    repeats = [t for t in study.get_trials() if "duplicate_of" in t.user_attrs]
+    assert repeats and all(t.state == TrialState.FAIL for t in repeats)
+    assert counts(study)[0] == 0
+    rows = tuning.trial_rows(study, s.out)
+    assert [r["state"] for r in rows].count("repeat") == len(repeats)

@@ -71,6 +71,7 @@ from cdr.pipelines.context import PROTOCOL
 from cdr.progress import Reporter, null_reporter
 from cdr.registry import Registry
 from cdr.runs import CONFIG, METRICS, atomic_write_bytes, atomic_write_text, read_json, write_json
+from cdr.seeding import derive_seed
 from cdr.studies.sweep import write_csv
 from cdr.studies.tables import lower_is_better
 from cdr.tracking import EpochSteps, resume_tracked, run_tracked
@@ -182,6 +183,10 @@ def make_pruner(settings: TuneSettings) -> optuna.pruners.BasePruner:
     if settings.pruner == "none":
         return optuna.pruners.NopPruner()
     return optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=0)
+
+
+#: draws ``ask`` makes before it runs a repeat of an earlier trial's parameters
+MAX_REDRAW = 20
 
 
 # ---- the objective ------------------------------------------------------------------------
@@ -344,12 +349,14 @@ def _fail_and_retry(study: optuna.Study, storage: RDBStorage, trial_id: int) -> 
 
 
 def counts(study: optuna.Study) -> tuple[int, int, int]:
-    """(finished, running, waiting) trials; a failed trial that is retried is not finished."""
+    """(finished, running, waiting) trials; a failed trial that is retried, or a repeated
+    draw (``ask``), is not finished."""
     trials = study.get_trials(deepcopy=False)
     retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
     finished = sum(
         t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        or (t.state == TrialState.FAIL and t.number not in retried)
+        or (t.state == TrialState.FAIL and t.number not in retried
+            and "duplicate_of" not in t.user_attrs)
         for t in trials
     )
     running = sum(t.state == TrialState.RUNNING for t in trials)
@@ -407,16 +414,32 @@ def work(settings: TuneSettings, index: int) -> None:
 
 
 def ask(study: optuna.Study, settings: TuneSettings) -> Trial:
-    """The study's next trial, from a sampler seeded by the trial's number: any worker of any
-    process (two ``cdr tune`` or ``cdr reproduce`` commands sharing a study) that asks for
-    trial n gets trial n's proposal, and proposals differ while earlier trials still run
-    (TPE's constant liar counts them). Seeding per worker instead made two processes, both
-    with worker 0, propose the same parameters. A grid sampler keeps its own order (it
-    skips the points of running trials itself). Call it under the study's ask lock."""
-    if settings.space.sampler != "grid":
-        number = len(study.get_trials(deepcopy=False))
-        study.sampler = make_sampler(settings, settings.seed * 1000 + number)
-    return study.ask()
+    """The study's next trial, its parameters drawn (call it under the study's ask lock).
+
+    The sampler is seeded by the trial's number (hashed): any worker of any process (two
+    ``cdr tune`` or ``cdr reproduce`` commands sharing a study) that asks for trial n gets
+    trial n's draw, every method's study the same sequence, and TPE's constant liar counts
+    running trials. (Seeding per worker made two processes, both with worker 0, propose
+    the same parameters.) A draw that repeats a finished or running trial's parameters is
+    told failed with ``duplicate_of`` (not counted: ``counts``) and drawn again, up to
+    ``MAX_REDRAW`` times: in a 15-point space, 4 random draws repeat one 35% of the time.
+    A grid sampler keeps its own order (it skips the points of running trials itself)."""
+    for _ in range(MAX_REDRAW):
+        if settings.space.sampler != "grid":
+            number = len(study.get_trials(deepcopy=False))
+            seed = derive_seed(settings.seed, "trial", number) % 2**32
+            study.sampler = make_sampler(settings, seed)
+        trial = study.ask()
+        suggest(settings.space, trial, settings.base)
+        taken = [t for t in study.get_trials(deepcopy=False)
+                 if t.number != trial.number and "duplicate_of" not in t.user_attrs
+                 and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
+        twin = next((t for t in taken if t.params == trial.params), None)
+        if twin is None or settings.space.sampler == "grid":
+            return trial
+        trial.set_user_attr("duplicate_of", twin.number)
+        study.tell(trial, state=TrialState.FAIL)
+    return trial  # a space this small is exhausted: run the repeat
 
 
 def worker_main(settings: TuneSettings, index: int, parent: int, threads: int) -> None:
@@ -557,6 +580,9 @@ def trial_rows(study: optuna.Study, out: Path) -> list[dict[str, Any]]:
             state = "retried"
             note = (f"left running by a killed process; retried as trial {retried_as[t.number]}"
                     " (same parameters and run directory)")
+        if "duplicate_of" in t.user_attrs:
+            state = "repeat"
+            note = f"drew trial {t.user_attrs['duplicate_of']}'s parameters again; not run"
         row: dict[str, Any] = {
             "number": t.number,
             "state": state,
