@@ -21,8 +21,11 @@ def test_cells_are_summed_once_each(tmp_path: Path) -> None:
     b = _run(tmp_path / "b", {"state": "done", "seconds": 3500})
     running = _run(tmp_path / "c", {"state": "running"})
     # a run two tables share (the same directory, once as a relative path) counts once
-    time = cell_time([a, b, str(a), running, tmp_path / "missing"])
-    assert time == RunTime(runs=2, seconds=3600.5, unknown=2)
+    broken = tmp_path / "d"
+    broken.mkdir()
+    (broken / "status.json").write_text("{not json")
+    time = cell_time([a, b, str(a), running, tmp_path / "missing", broken])
+    assert time == RunTime(runs=2, seconds=3600.5, unknown=3)
     assert time.hours == pytest.approx(3600.5 / 3600)
 
 
@@ -32,6 +35,7 @@ def test_trials_are_read_from_each_study(tmp_path: Path) -> None:
     (study / "trials.csv").write_text(
         "number,state,value,seconds,run_dir\n0,complete,1.0,60.0,trials/trial-0000\n"
         "1,pruned,,30.5,trials/trial-0001\n2,running,,,trials/trial-0002\n"
+        "3,repeat,,0.02,,\n"  # a repeated draw: told failed at once, never run
     )
     (tmp_path / "empty").mkdir()  # a study that wrote no trials.csv yet
     assert trial_time([study, study, tmp_path / "empty"]) == RunTime(2, 90.5, 1)

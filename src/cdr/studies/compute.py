@@ -11,13 +11,15 @@ the tables took; processes running side by side overlap in wall time.
 from __future__ import annotations
 
 import csv
-import json
 import os
 import platform
 from collections.abc import Iterable
 from pathlib import Path
 
 import attrs
+
+from cdr.errors import RunError
+from cdr.experiment import run_status
 
 
 @attrs.frozen
@@ -39,8 +41,8 @@ def cell_time(run_dirs: Iterable[str | Path]) -> RunTime:
     runs, seconds, unknown = 0, 0.0, 0
     for run_dir in sorted({Path(d).resolve() for d in run_dirs}):
         try:
-            value = json.loads((run_dir / "status.json").read_text()).get("seconds")
-        except (OSError, ValueError):
+            value = run_status(run_dir).get("seconds")
+        except RunError:  # a status.json that is not JSON
             value = None
         if isinstance(value, int | float):
             runs, seconds = runs + 1, seconds + float(value)
@@ -50,7 +52,8 @@ def cell_time(run_dirs: Iterable[str | Path]) -> RunTime:
 
 
 def trial_time(studies: Iterable[str | Path]) -> RunTime:
-    """The run time of every trial listed in each distinct study's ``trials.csv``."""
+    """The run time of every trial run in each distinct study's ``trials.csv`` (rows of
+    repeated draws, which ran nothing, left out)."""
     runs, seconds, unknown = 0, 0.0, 0
     for study in sorted({Path(s).resolve() for s in studies}):
         try:
@@ -59,6 +62,8 @@ def trial_time(studies: Iterable[str | Path]) -> RunTime:
         except OSError:
             continue
         for row in rows:
+            if row.get("state") == "repeat":  # a repeated draw, told failed, never run
+                continue
             try:
                 seconds += float(row.get("seconds") or "")
                 runs += 1

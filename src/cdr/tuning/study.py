@@ -394,7 +394,8 @@ def work(settings: TuneSettings, index: int) -> None:
     storage = open_storage(settings.storage)
     registry = Registry()
     study = optuna.load_study(study_name=settings.study_name, storage=storage)
-    # a resumed study does not replay its first proposals (TPE is reseeded per trial: ask)
+    # the grid sampler's seed: workers differ, and a resumed study does not replay its first
+    # proposals (TPE is reseeded per trial by ``ask``)
     seed = settings.seed * 1000 + 101 * index + len(study.get_trials(deepcopy=False))
     study = optuna.load_study(study_name=settings.study_name, storage=storage,
                               sampler=make_sampler(settings, seed), pruner=make_pruner(settings))
@@ -424,18 +425,18 @@ def ask(study: optuna.Study, settings: TuneSettings) -> Trial:
     told failed with ``duplicate_of`` (not counted: ``counts``) and drawn again, up to
     ``MAX_REDRAW`` times: in a 15-point space, 4 random draws repeat one 35% of the time.
     A grid sampler keeps its own order (it skips the points of running trials itself)."""
+    if settings.space.sampler == "grid":
+        return study.ask()
     for _ in range(MAX_REDRAW):
-        if settings.space.sampler != "grid":
-            number = len(study.get_trials(deepcopy=False))
-            seed = derive_seed(settings.seed, "trial", number) % 2**32
-            study.sampler = make_sampler(settings, seed)
+        number = len(study.get_trials(deepcopy=False))
+        study.sampler = make_sampler(settings, derive_seed(settings.seed, "trial", number) % 2**32)
         trial = study.ask()
         suggest(settings.space, trial, settings.base)
         taken = [t for t in study.get_trials(deepcopy=False)
                  if t.number != trial.number and "duplicate_of" not in t.user_attrs
                  and t.state in (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)]
         twin = next((t for t in taken if t.params == trial.params), None)
-        if twin is None or settings.space.sampler == "grid":
+        if twin is None:
             return trial
         trial.set_user_attr("duplicate_of", twin.number)
         study.tell(trial, state=TrialState.FAIL)
