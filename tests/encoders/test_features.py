@@ -3,6 +3,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 import torch
 from encoders.encoder_fakes import STATE, CountingConfig, Interrupt, registry_with_counting
@@ -57,6 +58,29 @@ def test_cache_key_follows_config_and_content(tmp_path: Path) -> None:
     assert STATE.embedded == 33
     users = compute_features(CountingConfig(), registry, domain, "user", cache_root=tmp_path)
     assert users.shape == (7, 4) and (users[5:] == 0).all() and (users[:5] != 0).any()
+
+
+def test_rows_another_split_encoded_are_reused_not_reencoded(tmp_path: Path) -> None:
+    registry, cfg = registry_with_counting(), CountingConfig()
+    full = tiny_domain("books", 7, [0, 1, 2, 3, 4, 0], [0, 1, 2, 3, 4, 5], 6)
+    # a split that hides user 4 and user 0's last review: 3 users keep their text
+    split = attrs.evolve(
+        full,
+        interactions=full.interactions.select(torch.tensor([1, 1, 1, 1, 0, 0], dtype=torch.bool)),
+        reviews=full.reviews[:4] if full.reviews else None,
+    )
+    reference = compute_features(cfg, registry, split, "user", cache_root=tmp_path / "ref")
+    STATE.embedded = 0
+    compute_features(cfg, registry, full, "user", cache_root=tmp_path)
+    assert STATE.embedded == 5
+    STATE.embedded = 0
+    result = encode_features(cfg, registry, split, "user", cache_root=tmp_path)
+    assert STATE.embedded == 1  # only user 0, whose text changed
+    assert result.reused_rows == 3 and result.computed_rows == 4  # + 3 empty rows computed
+    assert result.features is not None and torch.equal(result.features, reference)
+    STATE.embedded = 0
+    compute_features(CountingConfig(dim=3), registry, split, "user", cache_root=tmp_path)
+    assert STATE.embedded == 4  # another config reuses nothing
 
 
 def test_interrupted_run_resumes_after_completed_chunks(tmp_path: Path) -> None:

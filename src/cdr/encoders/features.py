@@ -23,7 +23,14 @@ from torch import Tensor
 from cdr.components import BuildContext, EncoderConfig
 from cdr.data.records import Domain
 from cdr.encoders.batching import RowEncoder, embed_rows
-from cdr.encoders.cache import FeatureCache, digest, domain_digest, inputs_digest
+from cdr.encoders.cache import (
+    FeatureCache,
+    RowBank,
+    digest,
+    domain_digest,
+    inputs_digest,
+    row_keys,
+)
 from cdr.errors import ConfigError, PluginError
 from cdr.interfaces import Encoder, Entity
 from cdr.progress import Reporter, null_reporter
@@ -69,7 +76,8 @@ class Shard:
 @attrs.frozen(eq=False)
 class EncodeResult:
     """features: [rows, D], or None when a shard left other shards' chunks missing;
-    cached: served from the cache without encoding; computed_rows: rows encoded now."""
+    cached: served from the cache without encoding; computed_rows: rows encoded now;
+    reused_rows: rows of this run's chunks taken from other cache entries (``RowBank``)."""
 
     features: Tensor | None
     cached: bool
@@ -79,6 +87,7 @@ class EncodeResult:
     missing_chunks: int
     cache_dir: Path | None
     seconds: float
+    reused_rows: int = 0
 
 
 def build_encoder(
@@ -221,16 +230,30 @@ def _encode_rows(
     todo = [c for c in mine if c not in done]
     resumed = sum(stop - s for s, stop in mine if (s, stop) in done)
     report(task, advance=resumed, total=sum(stop - s for s, stop in mine), resumed=resumed)
+    keys = row_keys(plan.inputs)  # [n, KEY_BYTES]
+    bank: RowBank | None = None  # read on the first chunk to compute, not on a resume
+    reused = 0
     for s, stop in todo:
-        rows = embed_rows(encoder, plan.inputs[s:stop], reporter=report, task=task, total=n)
-        cache.save(cache.chunk_path(s, stop), rows)
-    computed = sum(stop - s for s, stop in todo)
+        if bank is None:
+            bank = RowBank.collect(cache_root, config)
+        found = bank.lookup(keys[s:stop])  # rows other splits / datasets already encoded
+        needed = [None if i in found else x for i, x in enumerate(plan.inputs[s:stop])]
+        rows = embed_rows(encoder, needed, reporter=report, task=task, total=n)
+        for i, row in found.items():
+            rows[i] = row
+        reused += len(found)
+        cache.save_chunk(s, stop, rows, keys[s:stop])
+    if reused:
+        report(task, advance=0, reused=reused)
+    computed = sum(stop - s for s, stop in todo) - reused
 
     done = cache.completed_chunks()
     missing = [c for c in chunks if c not in done]
     seconds = time.perf_counter() - start
     if missing:
-        return EncodeResult(None, False, n, computed, resumed, len(missing), cache.path, seconds)
+        return EncodeResult(
+            None, False, n, computed, resumed, len(missing), cache.path, seconds, reused
+        )
     parts = [cache.load(cache.chunk_path(s, stop)) for s, stop in chunks]
     if any(p is None for p in parts):  # a chunk vanished or is corrupt: recompute it
         for (s, stop), p in zip(chunks, parts, strict=True):
@@ -251,6 +274,7 @@ def _encode_rows(
         0,
         cache.path,
         time.perf_counter() - start,
+        reused,
     )
 
 
@@ -288,6 +312,6 @@ def _encode_composite(
     if missing == 0:
         features = encoder.combine([cast(Tensor, r.features) for r in results], entity)
     rows = results[0].rows if results else 0
-    return EncodeResult(
-        features, cached, rows, computed, resumed, missing, None, time.perf_counter() - start
-    )
+    seconds = time.perf_counter() - start
+    reused = sum(r.reused_rows for r in results)
+    return EncodeResult(features, cached, rows, computed, resumed, missing, None, seconds, reused)

@@ -59,7 +59,7 @@ from torch import Tensor
 from cdr.components import BuildContext, Component, EncoderConfig
 from cdr.data.records import Domain
 from cdr.encoders.batching import RowEncoder, embed_rows
-from cdr.encoders.cache import FeatureCache, digest, inputs_digest
+from cdr.encoders.cache import FeatureCache, digest, inputs_digest, row_keys
 from cdr.encoders.features import (
     DEFAULT_CACHE_ROOT,
     DEFAULT_CHUNK_SIZE,
@@ -432,7 +432,8 @@ def _run_chunks(
             for s, stop, dim, blob, error in zip(*columns, strict=True):
                 if error is not None:
                     raise _error_from_record(error)
-                cache.save(cache.chunk_path(s, stop), _unpack(blob, stop - s, dim))
+                rows = _unpack(blob, stop - s, dim)
+                cache.save_chunk(s, stop, rows, row_keys(inputs[s:stop]))
                 written += stop - s
                 cluster.rows_encoded += stop - s
                 rate = written / max(time.perf_counter() - began, 1e-9)
