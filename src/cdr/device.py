@@ -1,6 +1,10 @@
-"""Resolve ``--device auto|cpu|cuda[:N]`` to a ``torch.device``."""
+"""Resolve ``--device auto|cpu|cuda[:N]`` to a ``torch.device``; split CPU threads among
+worker processes."""
 
 from __future__ import annotations
+
+import os
+from collections.abc import Mapping
 
 import torch
 
@@ -20,3 +24,12 @@ def resolve_device(name: str) -> torch.device:
             "device: 'cuda' asked for but no CUDA device is visible", hint="use --device auto"
         )
     return device
+
+
+def threads_per_worker(workers: int, env: Mapping[str, str] | None = None) -> int:
+    """Torch threads for each of ``workers`` processes: the machine's cores, or
+    ``OMP_NUM_THREADS`` where the user set it (two jobs side by side on a 2-core machine each
+    ask for one), split among the workers."""
+    limit = (os.environ if env is None else env).get("OMP_NUM_THREADS", "")
+    total = int(limit) if limit.isdigit() and int(limit) > 0 else (os.cpu_count() or 1)
+    return max(1, total // workers)

@@ -9,7 +9,8 @@ import json
 import math
 import sqlite3
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import optuna
 import pytest
@@ -260,13 +261,27 @@ def test_a_study_is_resumed_only_with_the_same_experiment(tmp_path: Path) -> Non
 
 def test_workers_take_the_users_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:
     """OMP_NUM_THREADS caps the torch threads of tune workers (two studies side by side on a
-    2-core machine must not each take both cores); without it the cores are split."""
-    monkeypatch.setattr(tuning.os, "cpu_count", lambda: 8)
-    assert tuning.worker_threads(1, {"OMP_NUM_THREADS": "1"}) == 1
-    assert tuning.worker_threads(2, {"OMP_NUM_THREADS": "6"}) == 3
-    assert tuning.worker_threads(2, {}) == 4
-    assert tuning.worker_threads(16, {}) == 1
-    assert tuning.worker_threads(2, {"OMP_NUM_THREADS": "junk"}) == 4
+    2-core machine must not each take both cores)."""
+    threads: list[int] = []
+
+    class FakeProcess:
+        def __init__(self, target: object, args: tuple[Any, ...], daemon: bool) -> None:
+            threads.append(args[3])
+
+        def start(self) -> None: ...
+
+        def is_alive(self) -> bool:
+            return False
+
+    class Context:
+        Process = FakeProcess
+
+    monkeypatch.setattr(tuning.multiprocessing, "get_context", lambda method: Context())
+    monkeypatch.setattr(tuning, "counts", lambda study: (0, 0, 0))
+    monkeypatch.setenv("OMP_NUM_THREADS", "6")
+    settings: Any = SimpleNamespace(target=4)
+    tuning._run_workers(settings, 2, cast(Any, None), lambda *a, **k: None)
+    assert threads == [3, 3]
 
 
 def _asked(s: TuneSettings, askers: int, n: int) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cdr.cli.common import err_console, user_errors
+from cdr.device import threads_per_worker
 from cdr.errors import InputError
 from cdr.registry import Registry
 from cdr.serving.server import (
@@ -29,7 +30,10 @@ def serve(
     workers: Annotated[int, typer.Option(help="Worker processes; each loads the model once.")] = 1,
     threads: Annotated[
         int | None,
-        typer.Option(help="torch threads per worker (default: the cores divided by --workers)."),
+        typer.Option(
+            help="torch threads per worker (default: the cores, or OMP_NUM_THREADS where set, "
+            "divided by --workers)."
+        ),
     ] = None,
     access_log: Annotated[
         bool, typer.Option("--access-log/--no-access-log", help="Log every request.")
@@ -46,7 +50,7 @@ def serve(
     if threads is not None and threads < 1:
         raise InputError(f"--threads {threads}: must be at least 1")
     if threads is None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads_per_worker(workers)
     # Check the bundle here, so that a bad path is one line and exit 1 before any worker starts.
     served = load_served(bundle, Registry())
     err_console.print(

@@ -52,7 +52,6 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from cdr.composition import plan
 from cdr.config.loading import apply_overrides, structure_experiment
 from cdr.data.store import build_dataset
+from cdr.device import threads_per_worker
 from cdr.errors import CdrError, ConfigError, RunError
 from cdr.experiment import run_status
 from cdr.locking import flock
@@ -512,19 +512,10 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     return write_outputs(study, settings, notes)
 
 
-def worker_threads(jobs: int, env: Mapping[str, str] | None = None) -> int:
-    """Torch threads per worker: the machine's cores, or ``OMP_NUM_THREADS`` where the user
-    set it (two studies side by side on a 2-core machine each ask for one), split among the
-    ``jobs`` workers."""
-    limit = (os.environ if env is None else env).get("OMP_NUM_THREADS", "")
-    total = int(limit) if limit.isdigit() and int(limit) > 0 else (os.cpu_count() or 1)
-    return max(1, total // jobs)
-
-
 def _run_workers(settings: TuneSettings, jobs: int, study: optuna.Study,
                  report: Reporter) -> None:
     context = multiprocessing.get_context("spawn")
-    threads = worker_threads(jobs)
+    threads = threads_per_worker(jobs)
     workers = [context.Process(target=worker_main, args=(settings, i, os.getpid(), threads),
                                daemon=True) for i in range(jobs)]
     for worker in workers:
