@@ -17,7 +17,7 @@ from cdr.errors import ConfigError
 from cdr.registry import Registry
 from cdr.studies.cells import Cell, run_cells
 from cdr.studies.tables import TableSpec
-from cdr.studies.tuned import method_key, packaged_space, tune_methods, with_tuned
+from cdr.studies.tuned import TunedMethod, method_key, packaged_space, tune_methods, with_tuned
 
 SPACE = """
 sampler = "tpe"
@@ -123,7 +123,7 @@ def test_a_cell_run_with_another_config_is_not_read_back(tmp_path: Path) -> None
 
 
 def test_a_sensitivity_row_keeps_its_own_value_and_takes_the_rest_from_its_source() -> None:
-    from cdr.studies.tuned import TunedMethod, needed_specs
+    from cdr.studies.tuned import needed_specs
 
     music = TableSpec("table2", "m", (("MuSiC", ("generator.kind=ddpm",)),), (), ("rmse",))
     fig = TableSpec(
@@ -145,6 +145,43 @@ def test_a_sensitivity_row_keeps_its_own_value_and_takes_the_rest_from_its_sourc
     assert [s.name for s in needed_specs([fig], [music, fig])] == ["fig3", "table2"]
     with pytest.raises(ConfigError, match="is no table"):
         needed_specs([fig], [fig])
+
+
+def test_a_table_tuned_from_a_table_takes_each_rows_own_methods_settings() -> None:
+    dual = TableSpec(
+        "table4",
+        "dual",
+        (("EMCDR", ("generator.kind=mapping",)), ("CMF", ("generator.kind=cmf",))),
+        (),
+        ("dual_rmse",),
+        tuned_from="table2",
+    )
+
+    def tuned(label: str, lr: str) -> TunedMethod:
+        return TunedMethod(label, (f"trainer.lr={lr}",), "val_rmse", 1.0, 4, label)
+
+    chosen = {("table2", "EMCDR"): tuned("EMCDR", "0.001"), ("table2", "CMF"): tuned("CMF", "0.01")}
+    rows = dict(with_tuned(dual, chosen).rows)
+    assert rows == {
+        "EMCDR": ("generator.kind=mapping", "trainer.lr=0.001"),
+        "CMF": ("generator.kind=cmf", "trainer.lr=0.01"),
+    }
+    with pytest.raises(ConfigError, match="table4: row 'CMF' takes its settings from table2"):
+        with_tuned(dual, {("table2", "EMCDR"): tuned("EMCDR", "0.001")})
+    assert with_tuned(dual, {}) == dual  # nothing tuned: the rows as they are
+
+
+def test_music_table4_is_the_papers_dual_cold_start_table() -> None:
+    from cdr.studies.papers import TABLES
+
+    tables = {s.name: s for s in TABLES["music"]}
+    dual = tables["table4"]
+    assert [label for label, _ in dual.rows] == [
+        "MuSiC", "CMF", "EMCDR", "PTUPCDR", "DiffCDR", "SSCDR", "LACDR", "CATN", "OmniMatch"
+    ]
+    assert dual.columns == (("dual", ("split.beta=0.5", "split.unseen_item_fraction=0.2")),)
+    assert dual.tuned_from == "table2"
+    assert dict(dual.rows) == {k: v for k, v in tables["table2"].rows if k != "TGT"}
 
 
 def test_music_figures_vary_t_and_the_activation_of_a_tuned_music() -> None:

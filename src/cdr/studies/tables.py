@@ -29,7 +29,8 @@ class TableSpec:
     """rows / columns: (label, overrides); metrics: metric keys shown per column.
     tuned_from: ``"table:row"`` when tuning (``cdr reproduce --tune-trials``) gives every
     row that method's chosen settings instead of a study of its own (a sensitivity study
-    varies one parameter of a tuned model)."""
+    varies one parameter of a tuned model); ``"table"``: each row takes the settings of
+    the row of that table with its label (the same methods on another split)."""
 
     name: str
     title: str

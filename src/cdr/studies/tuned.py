@@ -159,11 +159,12 @@ def set_keys(overrides: Sequence[str]) -> set[str]:
 
 
 def source_of(spec: TableSpec, label: str) -> tuple[str, str]:
-    """Whose tuned settings row ``label`` of ``spec`` takes: its own, or ``tuned_from``'s."""
+    """Whose tuned settings row ``label`` of ``spec`` takes: its own, ``tuned_from``'s row,
+    or (``tuned_from`` names a table only) that table's row of the same label."""
     if not spec.tuned_from:
         return spec.name, label
-    table, _, row = spec.tuned_from.partition(":")
-    return table, row
+    table, named, row = spec.tuned_from.partition(":")
+    return table, row if named else label
 
 
 def with_tuned(spec: TableSpec, chosen: dict[tuple[str, str], TunedMethod]) -> TableSpec:
@@ -171,7 +172,13 @@ def with_tuned(spec: TableSpec, chosen: dict[tuple[str, str], TunedMethod]) -> T
     the row (or the table's base) sets itself keeps the row's value (the T of a T study)."""
     rows = []
     for label, row in spec.rows:
-        method = chosen.get(source_of(spec, label))
+        source = source_of(spec, label)
+        method = chosen.get(source)
+        if method is None and chosen and spec.tuned_from:
+            raise ConfigError(
+                f"table {spec.name}: row {label!r} takes its settings from {source[0]}, "
+                f"which has no tuned row {source[1]!r}"
+            )
         if method is None:
             rows.append((label, row))
             continue
