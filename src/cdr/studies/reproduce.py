@@ -13,6 +13,7 @@ from cdr.errors import ConfigError
 from cdr.progress import Reporter
 from cdr.registry import Registry
 from cdr.runs import atomic_write_bytes, atomic_write_text
+from cdr.studies.claims import CLAIMS, render_claims
 from cdr.studies.compute import cell_time, render_run_time, trial_time
 from cdr.studies.papers import tables_for
 from cdr.studies.sweep import write_csv
@@ -84,6 +85,8 @@ def reproduce(
         + ".\n",
     ]
     parts += [render_markdown(r, seeds) for r in results]
+    if paper in CLAIMS:
+        parts.append(render_claims(CLAIMS[paper]({r.spec.name: r for r in results})))
     if tuned_section:
         parts.append(tuned_section)
     run_dirs = [d for r in results for dirs in r.run_dirs.values() for d in dirs]
