@@ -112,3 +112,35 @@ def test_claims_render_as_a_markdown_table_with_their_numbers() -> None:
 
 def test_nothing_is_measured_without_the_tables() -> None:
     assert all(c.verdict == "not measured" for c in music_claims({}))
+
+
+def test_the_figures_claims_compare_moderate_t_and_the_activations() -> None:
+    beta = BETAS[:1]
+    fig3 = _table(
+        "fig3",
+        beta,
+        {
+            ("T=2", "beta=0.2"): {"rmse": [1.00], "rated_ndcg@20": [0.90]},
+            ("T=5", "beta=0.2"): {"rmse": [0.97], "rated_ndcg@20": [0.91]},
+            ("T=10", "beta=0.2"): {"rmse": [0.95], "rated_ndcg@20": [0.89]},
+            ("T=20", "beta=0.2"): {"rmse": [0.96], "rated_ndcg@20": [0.88]},
+            ("T=50", "beta=0.2"): {"rmse": [0.99], "rated_ndcg@20": [0.92]},
+        },
+    )
+    fig4 = _table(
+        "fig4",
+        beta,
+        {
+            ("tanh", "beta=0.2"): {"rmse": [0.95]},
+            ("relu", "beta=0.2"): {"rmse": [0.94]},
+            ("softmax", "beta=0.2"): {"rmse": [1.10]},
+        },
+    )
+    claims = {c.text.split(" (")[0]: c for c in music_claims({"fig3": fig3, "fig4": fig4})}
+    moderate = claims["a moderate T is best"]
+    # RMSE: T=10's 0.95 < T=50's 0.99 (the better extreme); NDCG: T=5's 0.91 < T=50's 0.92
+    assert moderate.verdict == "partly (1 of 2)"
+    assert moderate.comparisons[0].better == "T=10" and moderate.comparisons[0].worse == "T=50"
+    assert moderate.comparisons[1].better == "T=5" and moderate.comparisons[1].worse == "T=50"
+    # tanh 0.95 vs relu 0.94: lost; relu 0.94 vs softmax 1.10: won
+    assert claims["tanh beats ReLU and ReLU beats softmax"].verdict == "partly (1 of 2)"

@@ -220,8 +220,40 @@ def music_claims(results: Mapping[str, TableResult]) -> list[Claim]:
             "vs Table 2's at the same beta; relative, %)",
             _lead_on_cold_items(results),
         ),
+        Claim(
+            "a moderate T is best (Fig. 3: the best of T = 5, 10, 20 beats the better of "
+            "T = 2 and T = 50), per beta and metric",
+            _moderate_t(results),
+        ),
+        Claim(
+            "tanh beats ReLU and ReLU beats softmax (Fig. 4, RMSE per beta)",
+            tuple(
+                compare(results, ("fig4", a), ("fig4", b), column, "rmse")
+                for column in _columns(results, "fig4")
+                for a, b in (("tanh", "relu"), ("relu", "softmax"))
+            ),
+        ),
     ]
     return claims
+
+
+def _columns(results: Mapping[str, TableResult], table: str) -> list[str]:
+    return [c for c, _ in results[table].spec.columns] if table in results else []
+
+
+def _moderate_t(results: Mapping[str, TableResult]) -> tuple[Comparison, ...]:
+    if "fig3" not in results:
+        return ()
+    fig = results["fig3"]
+    moderate = ("T=5", "T=10", "T=20")
+    out = []
+    for column in _columns(results, "fig3"):
+        for metric in ("rmse", "rated_ndcg@20"):
+            inner = best_other(fig, "", column, metric, moderate)
+            outer = best_other(fig, "", column, metric, ("T=2", "T=50"))
+            if inner is not None and outer is not None:
+                out.append(compare(results, ("fig3", inner), ("fig3", outer), column, metric))
+    return tuple(out)
 
 
 def _lead(result: TableResult, column: str, metric: str) -> tuple[float, float]:
