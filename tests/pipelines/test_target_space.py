@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from cdr.config import load_experiment
@@ -76,3 +77,38 @@ def test_stage0_learns_at_its_own_rate() -> None:
     assert rmse(own.target_users, own.target_items, target) < 0.5 * spread
     follows, _ = _fit(raw, target, source, "trainer.lr=1e-9")  # stage0_lr 0: lr 1e-9
     assert rmse(follows.target_users, follows.target_items, target) > 0.9 * spread
+
+
+def test_heads_run_once_per_distinct_entity_of_a_batch(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A batch of ratings passes each head over its distinct users / items (one feature
+    vector, one dropout mask per entity and step), not over every rating."""
+    from cdr.pipelines.coldstart import per_entity
+
+    rows: list[int] = []
+
+    class Head(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            rows.append(x.shape[0])
+            return x * 2.0
+
+    raw = torch.arange(10.0).unsqueeze(1)  # [10, 1]
+    index = torch.tensor([7, 2, 7, 7, 0, 2])
+    out = per_entity(Head(), raw, index)
+    assert rows == [3]  # users 0, 2, 7
+    assert out.flatten().tolist() == [14.0, 4.0, 14.0, 14.0, 0.0, 4.0]
+
+    raw_f, target, source = _planted(torch.Generator().manual_seed(0))
+    rows.clear()
+    seen: list[int] = []
+    from cdr.encoders import projection
+
+    forward = projection.ProjectionHead.forward
+
+    def counting(self: projection.ProjectionHead, x: torch.Tensor) -> torch.Tensor:
+        seen.append(x.shape[0])
+        return forward(self, x)
+
+    monkeypatch.setattr(projection.ProjectionHead, "forward", counting)
+    _fit(raw_f, target, source, "trainer.lr=0.01", "trainer.epochs=1")
+    # batches of 16 x 16 ratings from 60 users and 40 items per domain
+    assert seen and max(seen) <= 60

@@ -12,8 +12,13 @@ Stages (MuSiC sections 3.2-3.5; see docs/music.md for the design choices):
    on a 10% hold-out of the target ratings, at ``trainer.stage0_lr`` when set (deviation:
    the paper trains everything at one grid-searched rate; a fixed rate here keeps the space
    every method is compared in converged whatever the tuned ``trainer.lr``, which at 1e-4
-   left it improving at epoch 400 of 400). The heads are then frozen: x0 = f_u^T (target
-   vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
+   left it improving at epoch 400 of 400). Each step runs a head once per distinct user
+   / item of its batch of ratings and gathers per rating (``per_entity``): f = MLP(e) is
+   the entity's vector, so it gets one dropout mask per step (running the heads per
+   rating, as before, gave each rating its own mask and most of a run's time: an EMCDR
+   run on ml-100k-genres spent 106 of 117 s in stage 0 under cProfile, and takes 28.5 s
+   in all now, without the profiler, on one thread). The heads are then
+   frozen: x0 = f_u^T (target vectors), f_con = f_u^A (auxiliary vectors), f_v^T (items).
 1. Side users (eq. 11): the generator's unconditional loss on side users' x0, when the
    generator's ``traits.side_users`` (ddpm: the config's ``side_users``; "w/o side" = false).
 2. Overlapping training users (eq. 12-13): lambda * generator loss + (1 - lambda) * MSE of
@@ -134,6 +139,16 @@ class FeatureHeads(nn.Module):
         self.source_user = self.user if shared_user else head(user_dims[1])
 
 
+def per_entity(head: nn.Module, raw: Tensor, index: Tensor) -> Tensor:
+    """``head`` applied once per distinct user / item of a batch of ratings, then gathered
+    per rating: [B, dim]. The feature vector f = MLP(e) is a property of the entity (eq. 8),
+    so each entity gets one dropout mask per step, and a batch of 4,096 ratings costs one
+    head pass over its few hundred distinct users instead of 4,096."""
+    unique, inverse = torch.unique(index, return_inverse=True)
+    out: Tensor = head(raw[unique])[inverse]
+    return out
+
+
 def fit_target_space(
     cfg: ExperimentConfig,
     raw: dict[str, Tensor],
@@ -173,12 +188,13 @@ def fit_target_space(
     def predict(inter: Interactions, user_raw: Tensor) -> Tensor:
         """Target ratings: the target item head, and the user head for ``user_raw``."""
         user_head = heads.user if user_raw is users else heads.source_user
-        return (user_head(user_raw[inter.user]) * heads.item(items[inter.item])).sum(-1)
+        u = per_entity(user_head, user_raw, inter.user)  # [B, dim]
+        return (u * per_entity(heads.item, items, inter.item)).sum(-1)
 
     def predict_source(inter: Interactions) -> Tensor:
         """Auxiliary ratings: the auxiliary user and item heads."""
-        u = heads.source_user(raw["source_user"][inter.user])
-        return (u * heads.source_item(raw["source_item"][inter.item])).sum(-1)
+        u = per_entity(heads.source_user, raw["source_user"], inter.user)
+        return (u * per_entity(heads.source_item, raw["source_item"], inter.item)).sum(-1)
 
     def sample(pool: Interactions) -> Interactions:
         pick = torch.randint(0, len(pool), (min(batch, len(pool)),), generator=gen)
