@@ -5,6 +5,7 @@ pruned run directories, resuming a killed study, grids, outputs."""
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import math
 import sqlite3
@@ -19,6 +20,7 @@ from optuna.trial import TrialState
 from cdr import experiment
 from cdr.config.loading import default_data
 from cdr.errors import ConfigError
+from cdr.locking import flock
 from cdr.runs import METRICS, write_json
 from cdr.tuning import study as tuning
 from cdr.tuning.space import space_from_text
@@ -257,6 +259,26 @@ def test_a_study_is_resumed_only_with_the_same_experiment(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="made with another space"):
         _study(other)
     _study(settings(s.out, 30))  # more trials: fine
+
+
+def test_the_storage_is_created_under_a_lock(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two processes reaching a new study together must not both create its SQLite schema
+    (optuna then fails one of them with an IntegrityError): run_study opens the storage
+    holding the study directory's open lock."""
+    s = settings(tmp_path / "study", 1)
+    held: list[bool] = []
+
+    def opening(url: str) -> Any:
+        with flock(s.out / tuning.OPEN_LOCK, fcntl.LOCK_EX | fcntl.LOCK_NB) as got:
+            held.append(not got)  # another open file description holds it: ours is out
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(tuning, "open_storage", opening)
+    with pytest.raises(RuntimeError, match="stop here"):
+        tuning.run_study(s, 1)
+    assert held == [True]
 
 
 def test_workers_take_the_users_thread_limit(monkeypatch: pytest.MonkeyPatch) -> None:

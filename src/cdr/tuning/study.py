@@ -148,6 +148,10 @@ class TuneResult:
     notes: list[str]
 
 
+#: held while a process creates or opens the study's storage
+OPEN_LOCK = ".open.lock"
+
+
 def default_storage(out: Path) -> str:
     return f"sqlite:///{(out / STUDY_DB).resolve()}"
 
@@ -493,8 +497,12 @@ def run_study(settings: TuneSettings, jobs: int, reporter: Reporter | None = Non
     _quiet()
     report = reporter or null_reporter
     settings.out.mkdir(parents=True, exist_ok=True)
-    storage = open_storage(settings.storage)
-    study = open_study(settings, storage)
+    # one process at a time creates the storage: two creating one SQLite file at once race
+    # in optuna's schema setup (IntegrityError on alembic_version; seen with two
+    # `cdr reproduce` processes reaching a new study together)
+    with flock(settings.out / OPEN_LOCK):
+        storage = open_storage(settings.storage)
+        study = open_study(settings, storage)
     notes: list[str] = []
     alive = settings.out / ".tune.lock"
     with flock(alive, fcntl.LOCK_EX | fcntl.LOCK_NB) as sole:
