@@ -76,6 +76,7 @@ def reproduce(
     flags = (
         (f" --dataset {dataset}" if dataset else "")
         + (f" --tune-trials {tune_trials}" if tune_trials else "")
+        + "".join(f" --table {name}" for name in only)
         + "".join(f" --exclude '{label}'" for label in exclude)
     )
     parts = [
