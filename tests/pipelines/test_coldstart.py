@@ -53,6 +53,12 @@ def test_seeded_runs_repeat_and_dual_cold_start_is_reported(tmp_path: Path) -> N
     b = _run(tmp_path, "b", *extra)
     assert a == b
     assert math.isfinite(a["dual_rmse"]) and "dual_ndcg@20" in a
+    # the references on the held-out items too: none has a training rating, so the item
+    # mean is the global mean there, and popularity ranks them all equal
+    assert math.isfinite(a["ref/global_mean/dual_mae"])
+    assert a["ref/item_mean/dual_mae"] == pytest.approx(a["ref/global_mean/dual_mae"])
+    assert a["ref/item_mean/mae"] != pytest.approx(a["ref/global_mean/mae"])
+    assert "ref/popularity/dual_rated_ndcg@20" in a and "ref/popularity/dual_mae" not in a
     assert a["terminal_snr"] == pytest.approx(9.39, abs=0.01)
     assert (tmp_path / "a" / "checkpoints" / "stage2.done.safetensors").exists()
 

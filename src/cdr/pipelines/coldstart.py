@@ -374,17 +374,26 @@ def references(ctx: RunContext, state: RunState) -> RunState:
     vectors = cold_start_references(
         train, dataset.source.interactions, split.test_users, dataset.num_users, num_items
     )
+    # dual cold-start: the same references on the held-out items (no training rating: the
+    # item mean falls back to the global mean, popularity ties them all)
+    held_out = split.target_interactions(dataset, split.test_users, "unseen")
+    sets = [("", relevant, ~unseen)]
+    if split.unseen_items.numel():
+        sets.append(("dual_", held_out, unseen))
     metrics: dict[str, float] = {}
     for name, (users, items) in vectors.items():
-        found, _ = evaluate_cold_users(
-            DotScorer(), users, split.test_users, items, relevant, ~unseen,
-            ks=ks, k=ev.k, batch_size=ev.batch_size,
-        )  # fmt: skip
         rating = name in RATING_REFERENCES
         ranking = name in RANKING_REFERENCES
-        for key, value in found.items():
-            if (key in ("mae", "rmse") and rating) or (key not in ("mae", "rmse") and ranking):
-                metrics[f"{PREFIX}/{name}/{key}"] = value
+        for prefix, ratings, candidates in sets:
+            found, _ = evaluate_cold_users(
+                DotScorer(), users, split.test_users, items, ratings, candidates,
+                ks=ks, k=ev.k, batch_size=ev.batch_size, prefix=prefix,
+            )  # fmt: skip
+            for key, value in found.items():
+                plain = key.removeprefix(prefix)
+                error = plain in ("mae", "rmse")
+                if (error and rating) or (not error and ranking):
+                    metrics[f"{PREFIX}/{name}/{key}"] = value
     return state.with_metrics(metrics)
 
 
