@@ -122,11 +122,12 @@ class RowBank:
     rows: dict[bytes, Tensor]
 
     @classmethod
-    def collect(cls, root: Path, config: Any) -> RowBank:
+    def collect(cls, cache: FeatureCache, config: Any) -> RowBank:
+        """The bank of ``cache``'s siblings (its entry included) made with ``config``."""
         description = config_description(config)
-        kind = str(getattr(config, "kind", type(config).__name__))
+        root = cache.root
         rows: dict[bytes, Tensor] = {}
-        for entry in sorted(root.glob(f"{kind}-*")) if root.is_dir() else ():
+        for entry in sorted(root.glob(f"{cache.kind}-*")) if root.is_dir() else ():
             try:
                 same = json.loads((entry / "key.json").read_text())["config"] == description
             except (OSError, ValueError, KeyError, TypeError):

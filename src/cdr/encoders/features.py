@@ -230,19 +230,19 @@ def _encode_rows(
     todo = [c for c in mine if c not in done]
     resumed = sum(stop - s for s, stop in mine if (s, stop) in done)
     report(task, advance=resumed, total=sum(stop - s for s, stop in mine), resumed=resumed)
-    keys = row_keys(plan.inputs)  # [n, KEY_BYTES]
     bank: RowBank | None = None  # read on the first chunk to compute, not on a resume
     reused = 0
     for s, stop in todo:
         if bank is None:
-            bank = RowBank.collect(cache_root, config)
-        found = bank.lookup(keys[s:stop])  # rows other splits / datasets already encoded
+            bank = RowBank.collect(cache, config)
+        keys = row_keys(plan.inputs[s:stop])  # [stop - s, KEY_BYTES]
+        found = bank.lookup(keys)  # rows other splits / datasets already encoded
         needed = [None if i in found else x for i, x in enumerate(plan.inputs[s:stop])]
         rows = embed_rows(encoder, needed, reporter=report, task=task, total=n)
         for i, row in found.items():
             rows[i] = row
         reused += len(found)
-        cache.save_chunk(s, stop, rows, keys[s:stop])
+        cache.save_chunk(s, stop, rows, keys)
     if reused:
         report(task, advance=0, reused=reused)
     computed = sum(stop - s for s, stop in todo) - reused

@@ -48,6 +48,7 @@ from cdr.data.splits import ColdStartSplit, cold_start_split
 from cdr.encoders.features import compute_features
 from cdr.encoders.projection import ProjectionHead
 from cdr.errors import CompositionError, SplitError
+from cdr.evaluation.ranking import RankingResult
 from cdr.evaluation.references import (
     PREFIX,
     RANKING_REFERENCES,
@@ -312,6 +313,21 @@ def target_space(ctx: RunContext, state: RunState) -> RunState:
     return state.with_metrics(metrics, space=space, scorer=ctx.scorer(), gen_users=users)
 
 
+def evaluation_sets(
+    dataset: CrossDomainDataset, split: ColdStartSplit
+) -> list[tuple[str, Interactions, Tensor]]:
+    """(metric prefix, the test users' ratings, candidate items [I] bool) to evaluate on:
+    their seen items; and, when the split holds items out (dual cold-start), those."""
+    unseen = torch.zeros(dataset.target.num_items, dtype=torch.bool)
+    unseen[split.unseen_items] = True
+    seen = split.target_interactions(dataset, split.test_users, "seen")
+    sets = [("", seen, ~unseen)]
+    if split.unseen_items.numel():
+        held_out = split.target_interactions(dataset, split.test_users, "unseen")
+        sets.append(("dual_", held_out, unseen))
+    return sets
+
+
 def cold_start_test(ctx: RunContext, state: RunState) -> RunState:
     """Cold-start users (3.3.4, 3.4) from noise + their auxiliary vectors: rating error and
     ranking on their seen items; on unseen items too (dual cold-start) when held out."""
@@ -325,35 +341,16 @@ def cold_start_test(ctx: RunContext, state: RunState) -> RunState:
         vectors = runner.generate(
             split.test_users.to(ctx.device), seed=derive_seed(ctx.cfg.seed, "test")
         )
-    unseen = torch.zeros(dataset.target.num_items, dtype=torch.bool)
-    unseen[split.unseen_items] = True
     ks = tuple(sorted(set(ev.ks) | {ev.k}))
-    metrics, per_user = evaluate_cold_users(
-        scorer,
-        vectors,
-        split.test_users,
-        space.target_items,
-        split.target_interactions(dataset, split.test_users, "seen"),
-        ~unseen,
-        ks=ks,
-        k=ev.k,
-        batch_size=ev.batch_size,
-    )
-    if split.unseen_items.numel():
-        dual, dual_per_user = evaluate_cold_users(
-            scorer,
-            vectors,
-            split.test_users,
-            space.target_items,
-            split.target_interactions(dataset, split.test_users, "unseen"),
-            unseen,
-            ks=ks,
-            k=ev.k,
-            batch_size=ev.batch_size,
-            prefix="dual_",
-        )
-        metrics.update(dual)
-        per_user.update(dual_per_user)
+    metrics: dict[str, float] = {}
+    per_user: dict[str, RankingResult] = {}
+    for prefix, ratings, candidates in evaluation_sets(dataset, split):
+        found, found_per_user = evaluate_cold_users(
+            scorer, vectors, split.test_users, space.target_items, ratings, candidates,
+            ks=ks, k=ev.k, batch_size=ev.batch_size, prefix=prefix,
+        )  # fmt: skip
+        metrics.update(found)
+        per_user.update(found_per_user)
     generator = generation.generator
     if isinstance(generator, GeneratorBase):
         metrics.update(generator.diagnostics())
@@ -367,19 +364,13 @@ def references(ctx: RunContext, state: RunState) -> RunState:
     dataset, ev = ctx.dataset, ctx.cfg.evaluation
     train = require(state.visible, "visible", "references")
     num_items = dataset.target.num_items
-    unseen = torch.zeros(num_items, dtype=torch.bool)
-    unseen[split.unseen_items] = True
-    relevant = split.target_interactions(dataset, split.test_users, "seen")
     ks = tuple(sorted(set(ev.ks) | {ev.k}))
     vectors = cold_start_references(
         train, dataset.source.interactions, split.test_users, dataset.num_users, num_items
     )
-    # dual cold-start: the same references on the held-out items (no training rating: the
-    # item mean falls back to the global mean, popularity ties them all)
-    held_out = split.target_interactions(dataset, split.test_users, "unseen")
-    sets = [("", relevant, ~unseen)]
-    if split.unseen_items.numel():
-        sets.append(("dual_", held_out, unseen))
+    # the models' sets: on dual cold-start's held-out items no reference has a training
+    # rating, so the item mean falls back to the global mean and popularity ties them all
+    sets = evaluation_sets(dataset, split)
     metrics: dict[str, float] = {}
     for name, (users, items) in vectors.items():
         rating = name in RATING_REFERENCES

@@ -23,7 +23,6 @@ from cdr.studies.tables import TableResult, lower_is_better
 class Comparison:
     """``better`` should beat ``worse`` on ``metric`` in ``column``."""
 
-    table: str
     column: str
     metric: str
     better: str
@@ -80,9 +79,14 @@ class Claim:
         return f"partly ({won} of {len(measured)}{noise})"
 
 
+#: how a reference predictor is named among the rows (as the tables label it)
+REFERENCE = "reference: "
+
+
 def _cell(result: TableResult, row: str, column: str, metric: str) -> tuple[float, float]:
-    if row.startswith("reference: "):
-        name = next(n for n, label in LABELS.items() if label == row.removeprefix("reference: "))
+    """A method row's mean ± std in a cell, or a reference's (``REFERENCE`` + its label)."""
+    if row.startswith(REFERENCE):
+        name = next(n for n, label in LABELS.items() if label == row.removeprefix(REFERENCE))
         return result.reference(name, column, metric)
     return result.mean_std(row, column, metric)
 
@@ -93,17 +97,23 @@ def compare(
     worse: tuple[str, str],
     column: str,
     metric: str,
-    worse_column: str | None = None,
 ) -> Comparison:
-    """``better`` = (table, row) against ``worse`` = (table, row) in ``column`` (the worse
-    side's column may differ: a table with one column against another's); NaN when a
+    """``better`` = (table, row) against ``worse`` = (table, row) in ``column``; NaN when a
     table or row is missing."""
     nan = (math.nan, math.nan)
     b = _cell(results[better[0]], better[1], column, metric) if better[0] in results else nan
-    w_column = worse_column or column
-    w = _cell(results[worse[0]], worse[1], w_column, metric) if worse[0] in results else nan
+    w = _cell(results[worse[0]], worse[1], column, metric) if worse[0] in results else nan
     label = worse[1] if worse[0] == better[0] else f"{worse[1]} ({worse[0]})"
-    return Comparison(better[0], column, metric, better[1], label, *b, *w)
+    return Comparison(column, metric, better[1], label, *b, *w)
+
+
+def _best(scored: Sequence[tuple[float, str]], metric: str) -> str | None:
+    """The label of the best (mean, label) pair, NaN means left out; None if none is left."""
+    kept = [(m, label) for m, label in scored if not math.isnan(m)]
+    if not kept:
+        return None
+    pick = min if lower_is_better(metric) else max
+    return pick(kept)[1]
 
 
 def best_other(
@@ -111,21 +121,16 @@ def best_other(
 ) -> str | None:
     """The best row of ``result`` other than ``row`` (of ``among``, default all) in a cell."""
     rows = [r for r, _ in result.spec.rows if r != row and (among is None or r in among)]
-    scored = [(result.mean_std(r, column, metric)[0], r) for r in rows]
-    scored = [(m, r) for m, r in scored if not math.isnan(m)]
-    if not scored:
-        return None
-    pick = min if lower_is_better(metric) else max
-    return pick(scored)[1]
+    return _best([(result.mean_std(r, column, metric)[0], r) for r in rows], metric)
 
 
 def best_reference(result: TableResult, column: str, metric: str) -> str | None:
-    scored = [(result.reference(n, column, metric)[0], n) for n in result.references()]
-    scored = [(m, n) for m, n in scored if not math.isnan(m)]
-    if not scored:
-        return None
-    pick = min if lower_is_better(metric) else max
-    return f"reference: {LABELS[pick(scored)[1]]}"
+    """The best reference predictor of a cell, labelled as ``_cell`` reads it back."""
+    scored = [
+        (result.reference(n, column, metric)[0], f"{REFERENCE}{LABELS[n]}")
+        for n in result.references()
+    ]
+    return _best(scored, metric)
 
 
 def against_best(
@@ -135,7 +140,6 @@ def against_best(
     metrics: Sequence[str],
     *,
     references: bool = False,
-    among: Sequence[str] | None = None,
 ) -> tuple[Comparison, ...]:
     """``row`` against the best other row (or the best reference) of every cell."""
     if table not in results:
@@ -147,7 +151,7 @@ def against_best(
             if references:
                 rival = best_reference(result, column, metric)
             else:
-                rival = best_other(result, row, column, metric, among)
+                rival = best_other(result, row, column, metric)
             if rival is not None:
                 out.append(compare(results, (table, row), (table, rival), column, metric))
     return tuple(out)
@@ -289,7 +293,6 @@ def _lead_on_cold_items(results: Mapping[str, TableResult]) -> tuple[Comparison,
         users_only = _lead(results["table2"], warm, metric)
         out.append(
             Comparison(
-                "table4",
                 column,
                 f"{metric} lead %",
                 "cold items",
